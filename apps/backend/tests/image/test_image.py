@@ -1,0 +1,142 @@
+"""Behaviour of the running backend image, as an operator would check it."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import docker
+
+pytestmark = pytest.mark.lab
+
+
+def test_gateway_turns_healthy_and_serves_health(run_container):
+    container = run_container()
+    seconds = container.wait_healthy()
+    assert seconds < 30
+    assert container.get("/health") == (200, {"status": "ok"})
+
+
+def test_version_reports_build_metadata(run_container, image):
+    container = run_container()
+    container.wait_healthy()
+    status, body = container.get("/version")
+    assert status == 200
+    config_env = docker("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout
+    env = dict(item.split("=", 1) for item in json.loads(config_env))
+    assert body["version"] == env["APP_VERSION"]
+    assert body["revision"] == env["APP_REVISION"]
+
+
+def test_ready_is_503_naming_a_dependency_that_is_down(run_container):
+    container = run_container(env={"DATABASE_URL": "postgresql://app:s3cret@127.0.0.1:1/app"})
+    container.wait_healthy()
+    status, body = container.get("/ready")
+    assert status == 503
+    assert body["checks"]["database"]["ok"] is False
+    assert "s3cret" not in json.dumps(body)
+
+
+def test_ready_is_200_when_the_agents_dependency_is_up_and_requests_are_forwarded(
+    run_container, network
+):
+    agents = run_container("agents", network=network, alias="agents", port=8001)
+    agents.wait_healthy()
+    gateway = run_container(env={"AGENTS_URL": "http://agents:8001"}, network=network)
+    gateway.wait_healthy()
+    status, body = gateway.get("/ready")
+    assert (status, body["status"]) == (200, "ready"), body
+    assert gateway.get("/api/agents/health")[0] == 200
+
+
+def test_agents_mode_starts_and_is_healthy(run_container):
+    agents = run_container("agents", port=8001)
+    agents.wait_healthy()
+    assert agents.get("/health")[0] == 200
+
+
+def test_runs_as_a_non_root_user(image):
+    user = docker("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip()
+    assert user and not user.startswith(("0", "root"))
+    uid = docker("run", "--rm", image, "id", "-u").stdout.strip()
+    assert uid != "0"
+
+
+def test_other_commands_are_executed_as_given(image):
+    out = docker("run", "--rm", image, "python", "-c", "print('hello from the image')").stdout
+    assert "hello from the image" in out
+
+
+@pytest.mark.parametrize("module", ["pytest", "ruff", "invoke", "nox", "buildtasks"])
+def test_dev_dependencies_and_tooling_are_absent(image, module):
+    result = docker("run", "--rm", image, "python", "-c", f"import {module}", check=False)
+    assert result.returncode != 0, f"{module} is importable in the runtime image"
+
+
+def test_no_build_context_leftovers(image):
+    script = (
+        "import pathlib,sys; bad=[str(p) for p in map(pathlib.Path, ['/src','/app/.git','/.git',"
+        "'/run/secrets/ca','/app/uv.lock','/root/.cache/uv']) if p.exists()]; "
+        "bad+=[str(p) for p in pathlib.Path('/app').rglob('.venv') if p != pathlib.Path('/app/.venv')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = docker("run", "--rm", "--user", "0", image, "python", "-c", script, check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def _local_cas() -> list[bytes]:
+    """Body lines of CAs added on this machine (a proxy's CA), which must never reach a layer."""
+    found = []
+    for path in Path("/usr/local/share/ca-certificates").rglob("*.crt"):
+        lines = [ln for ln in path.read_bytes().splitlines() if ln and not ln.startswith(b"-----")]
+        if len(lines) > 2:
+            found.append(lines[len(lines) // 2])
+    return found
+
+
+def test_no_proxy_ca_in_any_layer(image, tmp_path):
+    markers = _local_cas()
+    if not markers:
+        pytest.skip("this machine has no locally added CA to look for")
+    archive = tmp_path / "image.tar"
+    with open(archive, "wb") as out:
+        subprocess.run(["docker", "save", image], stdout=out, check=True, timeout=300)
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile() or member.size < 512:
+                continue
+            data = outer.extractfile(member).read()
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            for marker in markers:
+                assert marker not in data, f"proxy CA found in {member.name}"
+
+
+def test_unpacked_size_within_budget(image):
+    budget = int(os.environ.get("BUILDTASKS_SIZE_BUDGET_MB", "0"))
+    if not budget:
+        pytest.skip("no size budget configured for this image")
+    name = docker("create", image).stdout.strip()
+    try:
+        proc = subprocess.Popen(["docker", "export", name], stdout=subprocess.PIPE)
+        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
+        proc.wait(timeout=120)
+    finally:
+        docker("rm", "-f", name, check=False)
+    megabytes = size / 1_000_000
+    print(f"unpacked size: {megabytes:.1f} MB (budget {budget} MB)")
+    assert megabytes <= budget, f"image is {megabytes:.1f} MB unpacked, budget {budget} MB"
+
+
+def test_healthcheck_is_declared_with_a_fast_start_interval(image):
+    health = json.loads(
+        docker("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image).stdout
+    )
+    assert health and health["Test"][0] in ("CMD", "CMD-SHELL")
+    assert health.get("StartInterval", 0) and health["StartInterval"] <= 2_000_000_000
