@@ -1,0 +1,1 @@
+"""The local lab: engine, registry, base-image stand-ins, QEMU."""

@@ -1,0 +1,130 @@
+"""The lab's pure plans: packages, daemon.json, registry config, stand-in references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from buildtasks.errors import ConfigError
+from buildtasks.lab import plan
+
+
+def test_daemon_config_keeps_user_keys_and_adds_store_and_mirror():
+    existing = {"log-driver": "journald", "registry-mirrors": ["https://mirror.example"]}
+    merged = plan.daemon_config(existing, "http://127.0.0.1:5000")
+    assert merged["log-driver"] == "journald"
+    assert merged["features"] == {"containerd-snapshotter": True}
+    assert merged["registry-mirrors"] == ["http://127.0.0.1:5000", "https://mirror.example"]
+
+
+def test_daemon_config_is_idempotent():
+    once = plan.daemon_config({}, "http://127.0.0.1:5000")
+    assert plan.daemon_config(once, "http://127.0.0.1:5000") == once
+
+
+@pytest.mark.parametrize(
+    ("os_id", "missing", "expected"),
+    [
+        ("debian", ["dockerd"], ("docker.io/trixie", "containerd/trixie", "docker-cli/trixie")),
+        ("debian", ["docker-buildx", "cosign"], ("docker-buildx/sid", "cosign/sid")),
+        (
+            "ubuntu",
+            ["dockerd", "docker-buildx"],
+            ("docker.io", "containerd", "docker-cli", "docker-buildx"),
+        ),
+        ("debian", ["qemu-user-static"], ("qemu-user-static",)),
+    ],
+)
+def test_apt_packages_per_distribution(os_id, missing, expected):
+    assert plan.apt_packages(missing, {"ID": os_id}) == expected
+
+
+def test_debian_mirror_from_deb822_and_one_line_sources():
+    deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n"
+    assert plan.debian_mirror(deb822) == "http://deb.debian.org/debian"
+    assert (
+        plan.debian_mirror("deb [arch=amd64] http://m.example/debian/ bookworm main\n")
+        == "http://m.example/debian"
+    )
+    assert plan.debian_mirror("") == "http://deb.debian.org/debian"
+
+
+@pytest.mark.parametrize(
+    ("ref", "registry", "repository", "tag", "in_lab"),
+    [
+        (
+            "python:3.11-slim",
+            "docker.io",
+            "library/python",
+            "3.11-slim",
+            "127.0.0.1:5000/library/python:3.11-slim",
+        ),
+        (
+            "ghcr.io/astral-sh/uv:0.13.9",
+            "ghcr.io",
+            "astral-sh/uv",
+            "0.13.9",
+            "127.0.0.1:5000/ghcr.io/astral-sh/uv:0.13.9",
+        ),
+        (
+            "bitnami/redis",
+            "docker.io",
+            "bitnami/redis",
+            "latest",
+            "127.0.0.1:5000/bitnami/redis:latest",
+        ),
+        ("localhost:5000/x:1", "localhost:5000", "x", "1", "127.0.0.1:5000/localhost:5000/x:1"),
+    ],
+)
+def test_base_refs_map_into_the_lab(ref, registry, repository, tag, in_lab):
+    base = plan.parse_base_ref(ref)
+    assert (base.registry, base.repository, base.tag) == (registry, repository, tag)
+    assert plan.lab_ref(base, "127.0.0.1:5000") == in_lab
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("python:3.12-slim", "Debian bookworm ships Python 3.11"),
+        ("ghcr.io/astral-sh/uv:latest", "pin the uv image"),
+        ("redis:7", "no lab stand-in recipe"),
+        ("python@sha256:abc", "digest reference"),
+    ],
+)
+def test_unsupported_stand_ins_fail_clearly(ref, message):
+    with pytest.raises(ConfigError, match=message):
+        plan.stand_in_for(plan.parse_base_ref(ref), "bookworm")
+
+
+def test_python_stand_in_looks_like_the_official_image():
+    stand_in = plan.stand_in_for(plan.parse_base_ref("python:3.11-slim"), "bookworm")
+    assert dict(stand_in.env)["LANG"] == "C.UTF-8"
+    assert stand_in.cmd == ("python3",)
+
+
+def test_registry_config_binds_the_address_and_storage():
+    config = json.loads(plan.registry_config("127.0.0.1:5000", Path("/data")))
+    assert config["http"]["addr"] == "127.0.0.1:5000"
+    assert config["storage"]["filesystem"]["rootdirectory"] == "/data"
+
+
+def test_debootstrap_is_minbase_with_the_requested_packages():
+    command = plan.debootstrap("arm64", "bookworm", Path("/t"), "http://m/debian", ["python3"])
+    assert command.argv == (
+        "debootstrap",
+        "--variant=minbase",
+        "--arch=arm64",
+        "--include=python3",
+        "bookworm",
+        "/t",
+        "http://m/debian",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "version"), [("26.1.5+dfsg1", (26, 1)), ("20.10.24", (20, 10)), ("x", (0, 0))]
+)
+def test_engine_version(text, version):
+    assert plan.engine_version(text) == version
