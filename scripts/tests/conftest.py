@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def lab_registry() -> str:
-    return os.environ.get("BUILDTASKS_LAB_REGISTRY", "127.0.0.1:5000")
-
-
-def registry_reachable(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
-            return True
-    except OSError:
-        return False
+from labtest import ROOT, lab_registry, registry_reachable, unique_repo
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +22,43 @@ def lab() -> str:
     if not registry_reachable(address):
         pytest.fail(f"the lab registry {address} is down: run `uv run invoke lab.up` first")
     return address
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A backend image built through the docker.build plan and pushed to the lab registry."""
+
+    digest: str
+    name: str  # repository in the lab registry, without tag
+    tag: str  # the one tag it was pushed under
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    @property
+    def local(self) -> str:
+        return self.digest
+
+
+@pytest.fixture(scope="session")
+def backend_image(lab, repo_root) -> BuiltImage:
+    """The backend image, built once per session through `build_image` and pushed by digest."""
+    from buildtasks import config as config_mod
+    from buildtasks.build import BuildOptions, build_image
+    from buildtasks.push import push_by_digest
+    from buildtasks.runner import Runner
+
+    config = config_mod.load(repo_root, env={})
+    name = unique_repo(lab, "monorepo")
+    runner = Runner()
+    outcome = build_image(
+        config,
+        config.image("backend"),
+        BuildOptions(name=name, tags=("itest",)),
+        runner,
+        env={},
+        now=datetime.now(UTC),
+    )
+    push_by_digest(outcome.digest, outcome.tags, runner)
+    return BuiltImage(outcome.digest, name, "itest")

@@ -1,0 +1,285 @@
+"""Build one configured image: preflight, plan, run, record the digest.
+
+Both `invoke docker.build` and the Nox sessions call `build_image`, so a laptop, CI and the
+image tests all build through the same plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from buildtasks import buildx
+from buildtasks.command import Command
+from buildtasks.config import Config, ImageSpec, parse_platforms
+from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
+from buildtasks.lab import ops as lab_ops
+from buildtasks.runner import Runner
+from buildtasks.tagging import ImageMetadata, image_metadata
+
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What the user asked for on the command line (empty means "use the configuration")."""
+
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    build_args: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    push: bool = False
+    load: bool | None = None
+    no_cache: bool = False
+    verbose: bool = False
+    provenance: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What a build produced: the digest every later step uses, and where it is recorded."""
+
+    image: ImageSpec
+    digest: str
+    tags: tuple[str, ...]
+    metadata_file: Path
+    platforms: tuple[str, ...]
+    pushed: bool
+    loaded: bool
+
+    @property
+    def ref(self) -> str:
+        """The image by digest, e.g. `127.0.0.1:5000/monorepo@sha256:...`."""
+        return buildx.by_digest(self.tags[0], self.digest)
+
+
+def artifacts_dir(config: Config, image: ImageSpec) -> Path:
+    """Where build metadata, scan reports and SBOMs of `image` are written."""
+    return config.root / ".buildtasks" / image.key
+
+
+def metadata_path(config: Config, image: ImageSpec) -> Path:
+    return artifacts_dir(config, image) / "metadata.json"
+
+
+def parse_build_args(values: Sequence[str]) -> dict[str, str]:
+    """Turn `KEY=VALUE` strings into a dict; fail naming the malformed one."""
+    result = {}
+    for value in values:
+        if not BUILD_ARG_RE.match(value):
+            raise ConfigError(f"bad --build-arg {value!r}: expected KEY=VALUE")
+        key, _, val = value.partition("=")
+        result[key] = val
+    return result
+
+
+def explicit_tags(names: Sequence[str], tags: Sequence[str]) -> tuple[str, ...]:
+    """Combine image names with `--tag` values (a value may also be a full `name:tag`)."""
+    refs = []
+    for tag in tags:
+        if ":" in tag.rsplit("/", 1)[-1] or "/" in tag:
+            refs.append(tag)
+            continue
+        if not TAG_RE.match(tag):
+            raise ConfigError(
+                f"bad tag {tag!r}: tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+            )
+        refs += [f"{name}:{tag}" for name in names]
+    return tuple(refs)
+
+
+def image_names(config: Config, image: ImageSpec, override: str) -> tuple[str, ...]:
+    """Full repository names for `image`: `--name`, or `<registry>/<repository>`."""
+    if override:
+        if override != override.lower() or " " in override:
+            raise ConfigError(f"bad image name {override!r}: use lowercase, e.g. ghcr.io/acme/app")
+        return (override,)
+    return (f"{config.registry}/{image.repository}",)
+
+
+def preflight(runner: Runner) -> None:
+    """Fail with the fix when the engine is down or buildx is missing."""
+    if runner.dry:
+        return
+    runner.resolve("docker")
+    try:
+        runner.output(buildx.engine_probe(), timeout=30)
+    except BuildtasksError:
+        raise EngineUnavailable(
+            "the Docker engine is not running: start it with `uv run invoke lab.up` "
+            "(or your service manager)"
+        ) from None
+    try:
+        runner.output(Command(("docker", "buildx", "version")), timeout=30)
+    except BuildtasksError:
+        raise EngineUnavailable(
+            "docker buildx is missing: run `uv run invoke lab.up` or install docker-buildx"
+        ) from None
+
+
+def local_cache(config: Config, image: ImageSpec, runner: Runner) -> buildx.CacheSpec | None:
+    """The `~/.cache/buildx/<image>` cache when the builder can export one; None otherwise."""
+    if runner.dry:
+        supported = True
+    else:
+        inspect = runner.output(buildx.buildx_probe(), timeout=30)
+        info = runner.output(
+            Command(("docker", "info", "--format", "{{json .DriverStatus}}")), timeout=30
+        )
+        supported = buildx.driver_supports_local_cache(inspect, info)
+    if not supported:
+        runner.say(
+            "note: this builder cannot export a local cache (enable the containerd image store)"
+        )
+        return None
+    base = Path(os.path.expanduser(config.cache_dir)) / image.key
+    present = (base / "index.json").is_file()
+    return buildx.CacheSpec(src=str(base) if present else None, dest=str(base))
+
+
+def prune_cache(directory: Path) -> int:
+    """Delete blobs no cache manifest references any more; return how many were removed.
+
+    BuildKit's `type=local` export adds blobs but never removes superseded ones, so a cache
+    exported in place grows with every changed layer. Exporting in place and pruning keeps
+    the export fast (unchanged blobs are not rewritten) and the directory bounded.
+    """
+    index = directory / "index.json"
+    blobs = directory / "blobs" / "sha256"
+    if not index.is_file() or not blobs.is_dir():
+        return 0
+    keep: set[str] = set()
+    pending = [d["digest"] for d in json.loads(index.read_text()).get("manifests", [])]
+    while pending:
+        digest = pending.pop()
+        if digest in keep:
+            continue
+        keep.add(digest)
+        blob = blobs / digest.removeprefix("sha256:")
+        if not blob.is_file() or blob.stat().st_size > 4_000_000:
+            continue
+        try:
+            doc = json.loads(blob.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict):
+            refs = [*doc.get("manifests", []), *doc.get("layers", [])]
+            if isinstance(doc.get("config"), dict):
+                refs.append(doc["config"])
+            pending += [r["digest"] for r in refs if isinstance(r, dict) and "digest" in r]
+    removed = 0
+    for blob in blobs.iterdir():
+        if f"sha256:{blob.name}" not in keep:
+            blob.unlink()
+            removed += 1
+    return removed
+
+
+def build_image(
+    config: Config,
+    image: ImageSpec,
+    options: BuildOptions,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    now: datetime,
+    lab_state: lab_ops.State | None = None,
+) -> BuildOutcome:
+    """Build `image` as `options` ask and return the outcome with its digest."""
+    dockerfile = config.root / image.dockerfile
+    if not dockerfile.is_file():
+        raise ConfigError(
+            f"Dockerfile {image.dockerfile} not found: fix [tool.buildtasks.images.{image.key}] dockerfile"
+        )
+    platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
+    names = image_names(config, image, options.name)
+    meta: ImageMetadata = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
+    tags = explicit_tags(names, options.tags) if options.tags else meta.tags
+    if not tags:
+        raise ConfigError(f"no tags for {image.key}: the tag rules produced none; pass --tag")
+    if meta.note and not options.tags:
+        runner.say(f"note: {meta.note}")
+    load = (not options.push) if options.load is None else options.load
+    state = lab_state if lab_state is not None else lab_ops.State.load(lab_ops.lab_home(dict(env)))
+    if not runner.dry:
+        from buildtasks.buildx import platforms_needing_emulation
+
+        if platforms_needing_emulation(platforms, os.uname().machine):
+            lab_ops.Lab(config, runner).ensure_qemu(platforms)
+    secrets = ()
+    ca = config.ca_cert or state.ca_cert
+    if ca:
+        secrets = (f"id=ca,src={Path(ca).expanduser()}",)
+    build_args = {
+        "APP_VERSION": meta.version,
+        "APP_REVISION": meta.revision,
+        "APP_BUILD_DATE": meta.created,
+    }
+    if options.no_cache:
+        build_args["UV_NO_CACHE"] = "1"
+    build_args.update(parse_build_args(options.build_args))
+    cache = local_cache(config, image, runner)
+    out = metadata_path(config, image)
+    request = buildx.BuildRequest(
+        tags=tags,
+        platforms=platforms,
+        metadata_file=str(out),
+        push=options.push,
+        load=load,
+        progress="plain" if options.verbose else "auto",
+        no_cache=options.no_cache,
+        cache=cache,
+        build_args=build_args,
+        labels=meta.labels,
+        annotations=meta.annotations,
+        build_contexts=lab_ops.build_contexts(state),
+        secrets=secrets,
+        provenance=options.provenance,
+    )
+    if not runner.dry:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+    runner.run(buildx.buildx_build(image, request, root=config.root))
+    if runner.dry:
+        return BuildOutcome(image, "sha256:" + "0" * 64, tags, out, platforms, options.push, load)
+    if cache:
+        prune_cache(Path(cache.dest))
+    result = buildx.read_metadata(out)
+    _record(out, tags=tags, platforms=platforms, pushed=options.push, labels=meta.labels)
+    return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load)
+
+
+def _record(path: Path, **facts: object) -> None:
+    """Add the tags and platforms we asked for to the metadata file, for push and release."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["buildtasks"] = {k: list(v) if isinstance(v, tuple) else v for k, v in facts.items()}
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The build facts `docker.push` and the release chain read back."""
+
+    digest: str
+    tags: tuple[str, ...]
+    platforms: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def read_recorded(config: Config, image: ImageSpec) -> Recorded:
+    """Read the digest and the tags of the last build of `image`."""
+    path = metadata_path(config, image)
+    result = buildx.read_metadata(path)
+    data = json.loads(path.read_text(encoding="utf-8")).get("buildtasks", {})
+    return Recorded(
+        digest=result.digest,
+        tags=tuple(data.get("tags", result.image_names)),
+        platforms=tuple(data.get("platforms", ())),
+        labels=dict(data.get("labels", {})),
+    )

@@ -1,0 +1,44 @@
+"""Glue between Invoke and the plain-Python layers: errors become `Exit`, config loads once."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from buildtasks import config as config_mod
+from buildtasks.errors import BuildtasksError
+from buildtasks.runner import Runner
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def runner_for(c: Context) -> Runner:
+    """Return a runner honouring Invoke's `--dry` (print, don't run) and `--echo`."""
+    run = c.config.get("run", {})
+    return Runner(dry=bool(run.get("dry", False)), echo=True)
+
+
+def load_config(c: Context) -> config_mod.Config:
+    """Load `[tool.buildtasks]` from the repository the task runs in."""
+    return config_mod.load()
+
+
+def errors_to_exit(func: F) -> F:
+    """Turn `BuildtasksError` into Invoke's `Exit`: one line on stderr, the error's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BuildtasksError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]

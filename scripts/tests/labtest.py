@@ -1,0 +1,43 @@
+"""Helpers shared by the buildtasks tests: the lab registry, unique names, running invoke."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def lab_registry() -> str:
+    return os.environ.get("BUILDTASKS_LAB_REGISTRY", "127.0.0.1:5000")
+
+
+def registry_reachable(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def unique_repo(lab: str, stem: str) -> str:
+    """A repository no other test run uses, so tests never see each other's tags."""
+    return f"{lab}/itest-{uuid.uuid4().hex[:10]}/{stem}"
+
+
+def invoke(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run `invoke ARGS` the way a user does, from the project's environment."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

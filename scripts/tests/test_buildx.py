@@ -1,0 +1,188 @@
+"""The buildx plan: exact argv for each option, and the metadata file reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from buildtasks import buildx
+from buildtasks.config import ImageSpec
+from buildtasks.errors import BuildtasksError
+
+ROOT = Path("/repo")
+IMAGE = ImageSpec(
+    key="backend", repository="monorepo", dockerfile="apps/backend/Dockerfile", target="runtime"
+)
+BASE = (
+    "docker",
+    "buildx",
+    "build",
+    "--file",
+    "/repo/apps/backend/Dockerfile",
+    "--target",
+    "runtime",
+)
+
+
+def request(**kw):
+    defaults = {
+        "tags": ("127.0.0.1:5000/monorepo:dev",),
+        "platforms": ("linux/amd64",),
+        "metadata_file": "/repo/.buildtasks/backend/metadata.json",
+    }
+    return buildx.BuildRequest(**{**defaults, **kw})
+
+
+def argv(**kw):
+    return buildx.buildx_build(IMAGE, request(**kw), root=ROOT).argv
+
+
+def test_default_build_loads_one_platform_with_auto_progress():
+    assert argv() == (
+        *BASE,
+        "--platform",
+        "linux/amd64",
+        "--progress",
+        "auto",
+        "--metadata-file",
+        "/repo/.buildtasks/backend/metadata.json",
+        "--tag",
+        "127.0.0.1:5000/monorepo:dev",
+        "--load",
+        "/repo",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "present", "absent"),
+    [
+        pytest.param(
+            {"progress": "plain"}, ("--progress", "plain"), (), id="verbose-plain-progress"
+        ),
+        pytest.param(
+            {"push": True, "load": False}, ("--push",), ("--load",), id="push-without-load"
+        ),
+        pytest.param(
+            {"platforms": ("linux/amd64", "linux/arm64")},
+            ("--platform", "linux/amd64,linux/arm64"),
+            (),
+            id="multi-platform",
+        ),
+        pytest.param(
+            {"no_cache": True}, ("--no-cache", "--pull"), ("--cache-from",), id="no-cache-pulls"
+        ),
+        pytest.param({"build_args": {"A": "1"}}, ("--build-arg", "A=1"), (), id="build-arg"),
+        pytest.param(
+            {"labels": {"org.opencontainers.image.title": "x"}},
+            ("--label", "org.opencontainers.image.title=x"),
+            (),
+            id="label",
+        ),
+        pytest.param(
+            {"annotations": ("index:a=b",)}, ("--annotation", "index:a=b"), (), id="annotation"
+        ),
+        pytest.param(
+            {"secrets": ("id=ca,src=/ca.crt",)},
+            ("--secret", "id=ca,src=/ca.crt"),
+            (),
+            id="ca-secret",
+        ),
+        pytest.param({"provenance": "mode=max"}, ("--provenance=mode=max",), (), id="provenance"),
+        pytest.param(
+            {
+                "build_contexts": {
+                    "ghcr.io/astral-sh/uv:0.13.9": "docker-image://127.0.0.1:5000/ghcr.io/astral-sh/uv:0.13.9"
+                }
+            },
+            (
+                "--build-context",
+                "ghcr.io/astral-sh/uv:0.13.9=docker-image://127.0.0.1:5000/ghcr.io/astral-sh/uv:0.13.9",
+            ),
+            (),
+            id="lab-build-context",
+        ),
+    ],
+)
+def test_options_map_to_flags(kw, present, absent):
+    result = argv(**kw)
+    joined = " ".join(result)
+    assert " ".join(present) in joined
+    for flag in absent:
+        assert flag not in result
+
+
+def test_cache_is_imported_and_exported_in_place():
+    result = argv(cache=buildx.CacheSpec(src="/c/backend", dest="/c/backend"))
+    assert "type=local,src=/c/backend" in result
+    assert "type=local,dest=/c/backend,mode=max" in result
+
+
+def test_a_cache_that_does_not_exist_yet_is_only_exported():
+    result = argv(cache=buildx.CacheSpec(src=None, dest="/c/backend"))
+    assert "--cache-from" not in result
+    assert "type=local,dest=/c/backend,mode=max" in result
+
+
+def test_no_cache_never_imports_but_still_refreshes_the_cache():
+    result = argv(no_cache=True, cache=buildx.CacheSpec(src="/c/b", dest="/c/b.new"))
+    assert "--cache-from" not in result
+    assert "type=local,dest=/c/b.new,mode=max" in result
+
+
+def test_a_hostile_tag_stays_one_argument():
+    tag = "127.0.0.1:5000/monorepo:feat-$(id)"
+    result = argv(tags=(tag,))
+    assert result[result.index("--tag") + 1] == tag
+
+
+def test_metadata_digest_is_read(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(
+        json.dumps({"containerimage.digest": "sha256:" + "a" * 64, "image.name": "r/x:1,r/x:2"})
+    )
+    result = buildx.read_metadata(path)
+    assert result.digest == "sha256:" + "a" * 64
+    assert result.image_names == ("r/x:1", "r/x:2")
+
+
+def test_missing_metadata_says_to_build_first(tmp_path):
+    with pytest.raises(BuildtasksError, match=r"invoke docker\.build"):
+        buildx.read_metadata(tmp_path / "absent.json")
+
+
+def test_metadata_without_digest_is_an_error():
+    with pytest.raises(BuildtasksError, match=r"containerimage\.digest"):
+        buildx.parse_metadata({"buildx.build.ref": "x"})
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("127.0.0.1:5000/monorepo:dev", "127.0.0.1:5000/monorepo@sha256:1"),
+        ("127.0.0.1:5000/monorepo", "127.0.0.1:5000/monorepo@sha256:1"),
+        ("ghcr.io/a/b:v1@sha256:9", "ghcr.io/a/b@sha256:1"),
+    ],
+)
+def test_by_digest(name, expected):
+    assert buildx.by_digest(name, "sha256:1") == expected
+
+
+@pytest.mark.parametrize(
+    ("inspect", "info", "expected"),
+    [
+        ("Driver:        docker\n", '[["driver-type","io.containerd.snapshotter.v1"]]', True),
+        ("Driver:        docker\n", '[["Backing Filesystem","extfs"]]', False),
+        ("Driver:        docker-container\n", "", True),
+    ],
+)
+def test_local_cache_support_follows_the_driver(inspect, info, expected):
+    assert buildx.driver_supports_local_cache(inspect, info) is expected
+
+
+def test_foreign_platforms_are_detected():
+    assert buildx.platforms_needing_emulation(("linux/amd64", "linux/arm64"), "x86_64") == (
+        "linux/arm64",
+    )
+    assert buildx.platforms_needing_emulation(("linux/arm64",), "aarch64") == ()
