@@ -1,0 +1,29 @@
+"""Nox sessions: `uv run --locked nox` runs what CI runs; `nox --list` shows them all."""
+
+from __future__ import annotations
+
+import nox
+
+from buildtasks import sessions
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests", "image_tests"]
+nox.options.error_on_external_run = False
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint Python (ruff), shell (shellcheck) and Dockerfiles (hadolint, trivy config)."""
+    sessions.lint(session)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the tooling and backend test suites, including the real-tool lab tests."""
+    sessions.tests(session)
+
+
+@nox.session
+def image_tests(session: nox.Session) -> None:
+    """Build each image through the docker.build plan and test the running containers."""
+    sessions.image_tests(session)

@@ -1,0 +1,91 @@
+"""The bodies of the Nox sessions, kept out of noxfile.py so it stays a thin list of names.
+
+Sessions run in the project's locked environment (`uv run --locked nox`), so the tools are
+the exact versions in uv.lock and no second environment is built per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from buildtasks import config as config_mod
+from buildtasks.build import BuildOptions, build_image, preflight
+from buildtasks.command import Command
+from buildtasks.errors import BuildtasksError
+from buildtasks.imagetests import image_test_command
+from buildtasks.lint import lint_commands
+from buildtasks.runner import Runner
+
+#: pytest's exit code when it collected nothing: a broken selection, never a pass.
+PYTEST_NO_TESTS = 5
+
+
+@contextlib.contextmanager
+def errors_to_session(session) -> Iterator[None]:
+    """Turn `BuildtasksError` into `session.error(message)`: one line, no traceback."""
+    try:
+        yield
+    except BuildtasksError as exc:
+        session.error(str(exc))
+
+
+def run(session, command: Command) -> None:
+    """Run a planned command through Nox (so it is echoed and logged like any session step)."""
+    session.run(*command.argv, env=dict(command.env) or None, external=True)
+
+
+def pytest(session, *args: str) -> None:
+    """Run pytest; exit 5 (no tests collected) fails the session with an explanation."""
+    code = session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS], external=True)
+    if code == PYTEST_NO_TESTS:
+        session.error(f"pytest collected no tests from {' '.join(args)}: check the paths and -m/-k")
+
+
+def lint(session) -> None:
+    with errors_to_session(session):
+        config = config_mod.load()
+        for command in lint_commands(config.root, config):
+            run(session, command)
+
+
+def tests(session) -> None:
+    root = config_mod.load().root
+    pytest(
+        session,
+        str(root / "scripts/tests"),
+        str(root / "apps/backend/tests"),
+        f"--ignore={root / 'apps/backend/tests/image'}",
+        *session.posargs,
+    )
+
+
+def image_tests(session) -> None:
+    with errors_to_session(session):
+        config = config_mod.load()
+        runner = Runner()
+        preflight(runner)
+        now = datetime.now(UTC)
+        for image in config.images.values():
+            if not image.tests:
+                session.log(f"{image.key}: no image tests configured")
+                continue
+            outcome = build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
+            session.log(f"{image.key}: testing {outcome.digest}")
+            command = image_test_command(image, outcome.digest, root=config.root)
+            code = session.run(
+                *command.argv,
+                *session.posargs,
+                env=dict(command.env),
+                success_codes=[0, PYTEST_NO_TESTS],
+                external=True,
+            )
+            if code == PYTEST_NO_TESTS:
+                session.error(f"no image tests collected from {image.tests}")
+
+
+def repo_root() -> Path:
+    return config_mod.load().root

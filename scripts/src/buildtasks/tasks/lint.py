@@ -1,0 +1,53 @@
+"""`invoke lint.*`: the same linters the `lint` Nox session and CI run."""
+
+from __future__ import annotations
+
+from invoke import task
+from invoke.context import Context
+
+from buildtasks import lint as plans
+from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
+
+
+def _run_all(c: Context, commands) -> None:
+    runner = runner_for(c)
+    for command in commands:
+        if command is not None:
+            runner.run(command)
+
+
+@task
+@errors_to_exit
+def python(c: Context) -> None:
+    """Check Python style and formatting with ruff."""
+    _run_all(c, plans.ruff_commands(load_config(c).root))
+
+
+@task
+@errors_to_exit
+def shell(c: Context) -> None:
+    """Check the shell scripts with shellcheck."""
+    _run_all(c, (plans.shellcheck_command(load_config(c).root),))
+
+
+@task
+@errors_to_exit
+def dockerfiles(c: Context) -> None:
+    """Check every configured Dockerfile with hadolint and trivy's config checks."""
+    config = load_config(c)
+    _run_all(c, plans.dockerfile_commands(config.root, config))
+
+
+@task
+@errors_to_exit
+def workflows(c: Context) -> None:
+    """Audit the GitHub workflows with zizmor (offline rules)."""
+    _run_all(c, (plans.workflow_command(load_config(c).root),))
+
+
+@task(name="all", default=True)
+@errors_to_exit
+def all_(c: Context) -> None:
+    """Run every linter: ruff, shellcheck, hadolint, trivy config, zizmor."""
+    config = load_config(c)
+    _run_all(c, plans.lint_commands(config.root, config))
