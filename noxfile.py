@@ -27,3 +27,9 @@ def tests(session: nox.Session) -> None:
 def image_tests(session: nox.Session) -> None:
     """Build each image through the docker.build plan and test the running containers."""
     sessions.image_tests(session)
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """Measure build, rebuild, start-up times and image sizes; `-- --write` updates docs."""
+    sessions.benchmark(session)

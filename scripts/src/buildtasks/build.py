@@ -208,10 +208,16 @@ def build_image(
     load = (not options.push) if options.load is None else options.load
     state = lab_state if lab_state is not None else lab_ops.State.load(lab_ops.lab_home(dict(env)))
     if not runner.dry:
-        from buildtasks.buildx import platforms_needing_emulation
-
-        if platforms_needing_emulation(platforms, os.uname().machine):
+        if buildx.platforms_needing_emulation(platforms, os.uname().machine):
             lab_ops.Lab(config, runner).ensure_qemu(platforms)
+        missing = [ref for ref, have in state.seeded.items() if not set(platforms) <= set(have)]
+        if missing:
+            # The lab made stand-ins for some platforms only: make the rest now, on request.
+            runner.say(f"lab: seeding {', '.join(missing)} for {', '.join(platforms)}")
+            wanted = sorted({*platforms, *(p for ref in missing for p in state.seeded[ref])})
+            lab = lab_ops.Lab(config, runner)
+            lab.seed(state, wanted)
+            state.save(lab.home)
     secrets = ()
     ca = config.ca_cert or state.ca_cert
     if ca:

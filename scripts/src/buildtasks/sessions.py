@@ -89,3 +89,33 @@ def image_tests(session) -> None:
 
 def repo_root() -> Path:
     return config_mod.load().root
+
+
+def benchmark(session) -> None:
+    from buildtasks import benchmark as bench
+
+    with errors_to_session(session):
+        config = config_mod.load()
+        runner = Runner(echo=False)
+        preflight(runner)
+        runs = 3
+        figures = []
+        for image in config.images.values():
+            session.log(f"{image.key}: measuring (cold build, rebuilds, start-up, size)")
+            figures += bench.measure_image(config, image, runner, runs)
+        figures.append(
+            bench.Figure(
+                "`uv run invoke --list`",
+                bench.invoke_list_seconds(config.root, 5),
+                "s",
+                "≤ 0.5 s",
+                5,
+            )
+        )
+        text = bench.table(
+            figures, datetime.now(UTC), f"{os.cpu_count()} cores, {os.uname().machine}"
+        )
+        print(text)
+        if "--write" in session.posargs:
+            bench.write_table(config.root / "docs/benchmarks.md", text)
+            session.log("updated docs/benchmarks.md")

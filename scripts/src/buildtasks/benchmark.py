@@ -1,0 +1,163 @@
+"""Measure build speed, start-up time and image size with the real engine.
+
+`uv run nox -s benchmark` runs these and prints a Markdown table; `-- --write` also replaces
+the measured table in docs/benchmarks.md. Figures are medians of repeated runs: a benchmark,
+not a timed assertion, so a slow machine never fails a test.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from buildtasks.build import BuildOptions, build_image
+from buildtasks.config import Config, ImageSpec
+from buildtasks.runner import Runner
+
+BEGIN = "<!-- benchmark:begin -->"
+END = "<!-- benchmark:end -->"
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    bar: str = ""
+    runs: int = 1
+
+    def row(self) -> str:
+        value = f"{self.value:.2f}" if self.unit == "s" else f"{self.value:.1f}"
+        return f"| {self.name} | {value} {self.unit} | {self.bar} | {self.runs} |"
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def unpacked_bytes(image: str) -> int:
+    """The size of the image's flattened filesystem, as `docker export` streams it."""
+    container = _docker("create", image).strip()
+    try:
+        proc = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
+        proc.wait()
+        return size
+    finally:
+        _docker("rm", "-f", container)
+
+
+def seconds_to_healthy(image: str, *args: str, timeout: float = 60) -> float:
+    """Start a container and return the seconds until Docker reports it healthy."""
+    started = time.perf_counter()
+    container = _docker("run", "-d", image, *args).strip()
+    try:
+        while time.perf_counter() - started < timeout:
+            status = _docker("inspect", "--format", "{{.State.Health.Status}}", container).strip()
+            if status == "healthy":
+                return time.perf_counter() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"{image} did not turn healthy within {timeout}s")
+    finally:
+        _docker("rm", "-f", container)
+
+
+def invoke_list_seconds(root: Path, runs: int) -> float:
+    """How long `uv run --locked invoke --list` takes from a shell (uv's start-up included)."""
+
+    def once() -> float:
+        return timed(
+            lambda: subprocess.run(
+                ["uv", "run", "--locked", "invoke", "--list"],
+                cwd=root,
+                capture_output=True,
+                check=True,
+            )
+        )
+
+    once()  # warm the file cache
+    return median_of(runs, once)
+
+
+def measure_image(config: Config, image: ImageSpec, runner: Runner, runs: int) -> list[Figure]:
+    """Cold, no-change and code-only rebuilds, start-up and size of one image."""
+    now = datetime.now(UTC)
+    name = f"{config.lab.registry}/bench/{image.repository}"
+
+    def build(**kw: object) -> str:
+        options = BuildOptions(name=name, tags=("bench",), **kw)  # type: ignore[arg-type]
+        return build_image(config, image, options, runner, env=os.environ, now=now).digest
+
+    figures = []
+    cold = timed(lambda: build(no_cache=True))
+    figures.append(Figure(f"{image.key}: cold build (--no-cache)", cold, "s"))
+    build()
+    no_change = median_of(runs, lambda: timed(build))
+    figures.append(Figure(f"{image.key}: no-change rebuild", no_change, "s", "≤ 2 s", runs))
+    source = _code_file(config, image)
+    if source:
+        original = source.read_text(encoding="utf-8")
+        counter = iter(range(1_000_000))
+
+        def code_change() -> float:
+            source.write_text(f"{original}\n# benchmark edit {next(counter)}\n", encoding="utf-8")
+            return timed(build)
+
+        try:
+            code_only = median_of(runs, code_change)
+        finally:
+            source.write_text(original, encoding="utf-8")
+        figures.append(Figure(f"{image.key}: code-only rebuild", code_only, "s", "≤ 5 s", runs))
+    digest = build()
+    healthy = median_of(runs, lambda: seconds_to_healthy(digest))
+    figures.append(Figure(f"{image.key}: docker run → healthy", healthy, "s", "≤ 3 s", runs))
+    budget = f"≤ {image.size_budget_mb} MB" if image.size_budget_mb else ""
+    figures.append(
+        Figure(f"{image.key}: unpacked size", unpacked_bytes(digest) / 1e6, "MB", budget)
+    )
+    return figures
+
+
+def _code_file(config: Config, image: ImageSpec) -> Path | None:
+    """A source file whose edit is a code-only change for `image`."""
+    candidates = {
+        "backend": "apps/backend/src/backend/version.py",
+        "frontend": "apps/frontend/server.mjs",
+    }
+    path = config.root / candidates.get(image.key, "")
+    return path if path.is_file() and candidates.get(image.key) else None
+
+
+def table(figures: list[Figure], when: datetime, machine: str) -> str:
+    lines = [
+        f"Measured {when:%Y-%m-%d} on {machine}.",
+        "",
+        "| measurement | median | bar | runs |",
+        "| --- | --- | --- | --- |",
+        *(f.row() for f in figures),
+    ]
+    return "\n".join(lines)
+
+
+def write_table(doc: Path, text: str) -> None:
+    """Replace the text between the benchmark markers of `doc`."""
+    content = doc.read_text(encoding="utf-8")
+    start, end = content.index(BEGIN) + len(BEGIN), content.index(END)
+    doc.write_text(f"{content[:start]}\n{text}\n{content[end:]}", encoding="utf-8")
