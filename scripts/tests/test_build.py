@@ -1,0 +1,129 @@
+"""build.py's pure helpers: tags from --tag, build args, the cache pruner, local fallback tags."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from buildtasks import config as config_mod
+from buildtasks.build import explicit_tags, image_names, parse_build_args, prune_cache
+from buildtasks.errors import ConfigError
+from buildtasks.tagging import image_metadata
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        pytest.param(("dev",), ("r/app:dev",), id="short-tag"),
+        pytest.param(("ghcr.io/x/app:1",), ("ghcr.io/x/app:1",), id="full-ref-kept"),
+        pytest.param(("a", "b"), ("r/app:a", "r/app:b"), id="several"),
+    ],
+)
+def test_explicit_tags(tags, expected):
+    assert explicit_tags(("r/app",), tags) == expected
+
+
+@pytest.mark.parametrize("tag", ["bad tag", "-lead", ".lead", "x" * 129, "ü"])
+def test_invalid_tags_are_rejected(tag):
+    with pytest.raises(ConfigError, match="bad tag"):
+        explicit_tags(("r/app",), (tag,))
+
+
+def test_build_args_parse_and_reject_malformed():
+    assert parse_build_args(("A=1", "B=x=y", "C=")) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_build_args(("1A=2",))
+
+
+def test_image_names_default_to_registry_and_repository(repo_root):
+    cfg = config_mod.load(repo_root, env={"BUILDTASKS_REGISTRY": "ghcr.io/acme"})
+    assert image_names(cfg, cfg.image("backend"), "") == ("ghcr.io/acme/monorepo",)
+    with pytest.raises(ConfigError, match="lowercase"):
+        image_names(cfg, cfg.image("backend"), "Ghcr.io/Acme/App")
+
+
+def _blob(root: Path, doc: object) -> str:
+    data = json.dumps(doc).encode() if not isinstance(doc, bytes) else doc
+    digest = hashlib.sha256(data).hexdigest()
+    (root / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    (root / "blobs/sha256" / digest).write_bytes(data)
+    return f"sha256:{digest}"
+
+
+def test_prune_cache_keeps_what_the_index_references_and_drops_the_rest(tmp_path):
+    layer = _blob(tmp_path, b"layer bytes")
+    config = _blob(tmp_path, {"layers": []})
+    manifest = _blob(tmp_path, {"config": {"digest": config}, "layers": [{"digest": layer}]})
+    stale = _blob(tmp_path, b"an old layer")
+    (tmp_path / "index.json").write_text(json.dumps({"manifests": [{"digest": manifest}]}))
+    assert prune_cache(tmp_path) == 1
+    left = {f"sha256:{p.name}" for p in (tmp_path / "blobs/sha256").iterdir()}
+    assert left == {layer, config, manifest}
+    assert stale not in left
+
+
+def test_prune_cache_ignores_a_directory_without_index(tmp_path):
+    assert prune_cache(tmp_path) == 0
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize(
+    ("branch", "expected"),
+    [
+        pytest.param("main", {"latest", "main-{sha}"}, id="main-uses-the-default-rules"),
+        pytest.param(
+            "feat/login", {"feat-login", "feat-login-{sha}"}, id="feature-branch-falls-back"
+        ),
+    ],
+)
+def test_local_builds_always_get_tags(tmp_path, repo_root, branch, expected):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", branch)
+    _git(
+        repo,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    )
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    cfg = config_mod.load(repo_root, env={})
+    meta = image_metadata(
+        cfg, cfg.image("backend"), ("r/app",), env={}, cwd=repo, now=datetime.now(UTC)
+    )
+    assert {t.split(":", 1)[1] for t in meta.tags} == {e.format(sha=sha) for e in expected}
+    assert bool(meta.note) == (branch != "main")
+
+
+def test_github_events_that_should_not_publish_stay_untagged(tmp_path, repo_root):
+    cfg = config_mod.load(repo_root, env={})
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_REF": "refs/heads/feature",
+        "GITHUB_SHA": "a" * 40,
+        "GITHUB_REPOSITORY": "acme/app",
+    }
+    meta = image_metadata(
+        cfg, cfg.image("backend"), ("r/app",), env=env, cwd=tmp_path, now=datetime.now(UTC)
+    )
+    assert meta.tags == ()
