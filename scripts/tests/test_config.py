@@ -136,3 +136,12 @@ def test_the_repository_config_loads(repo_root):
 def test_load_outside_a_configured_repository_says_where_to_run(tmp_path):
     with pytest.raises(ConfigError, match="run from the repository"):
         config.load(tmp_path, env={})
+
+
+def test_scan_mirrors_and_cache_come_from_pyproject_or_environment():
+    data = {**table(), "scan": {"db-repositories": ["a/db:2"], "cache-dir": "/c"}}
+    cfg = config.parse(data, ROOT, {})
+    assert (cfg.scan.db_repositories, cfg.scan.cache_dir) == (("a/db:2",), "/c")
+    env = {"BUILDTASKS_SCAN_DB_REPOSITORIES": "m1/db:2, m2/db:2", "BUILDTASKS_SCAN_CACHE_DIR": "/e"}
+    cfg = config.parse(data, ROOT, env)
+    assert (cfg.scan.db_repositories, cfg.scan.cache_dir) == (("m1/db:2", "m2/db:2"), "/e")

@@ -66,6 +66,8 @@ class ScanConfig:
     ignorefile: str = ".trivyignore"
     db_repositories: tuple[str, ...] = ()
     offline: bool = False
+    #: Trivy's cache (DB and layers); empty leaves it to trivy (TRIVY_CACHE_DIR, ~/.cache/trivy).
+    cache_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ _IMAGE_KEYS = (
     "tags",
     "flavor",
 )
-_SCAN_KEYS = ("severity", "ignore-unfixed", "ignorefile", "db-repositories", "offline")
+_SCAN_KEYS = ("severity", "ignore-unfixed", "ignorefile", "db-repositories", "offline", "cache-dir")
 _SIGN_KEYS = ("key", "public-key", "certificate-identity", "certificate-oidc-issuer")
 _LAB_KEYS = ("registry", "suite", "seed")
 
@@ -147,6 +149,8 @@ ENV_VARS = {
     "BUILDTASKS_CA_CERT": "ca-cert",
     "BUILDTASKS_PLATFORMS": "platforms",
     "BUILDTASKS_SCAN_SEVERITY": "scan.severity",
+    "BUILDTASKS_SCAN_DB_REPOSITORIES": "scan.db-repositories",
+    "BUILDTASKS_SCAN_CACHE_DIR": "scan.cache-dir",
     "BUILDTASKS_COSIGN_KEY": "sign.key",
     "BUILDTASKS_COSIGN_PUBLIC_KEY": "sign.public-key",
 }
@@ -276,6 +280,7 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
             scan_t.get("db-repositories", []), "tool.buildtasks.scan.db-repositories"
         ),
         offline=_bool(scan_t.get("offline", False), "tool.buildtasks.scan.offline"),
+        cache_dir=_str(scan_t.get("cache-dir", ""), "tool.buildtasks.scan.cache-dir"),
     )
     sign_t = table.get("sign", {})
     _check_keys(sign_t, _SIGN_KEYS, "tool.buildtasks.sign")
@@ -327,6 +332,11 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
             config,
             scan=replace(config.scan, severity=parse_severity(value, "BUILDTASKS_SCAN_SEVERITY")),
         )
+    if value := env.get("BUILDTASKS_SCAN_DB_REPOSITORIES"):
+        repos = _str_list(value, "BUILDTASKS_SCAN_DB_REPOSITORIES")
+        config = replace(config, scan=replace(config.scan, db_repositories=repos))
+    if value := env.get("BUILDTASKS_SCAN_CACHE_DIR"):
+        config = replace(config, scan=replace(config.scan, cache_dir=value))
     if value := env.get("BUILDTASKS_COSIGN_KEY"):
         config = replace(config, sign=replace(config.sign, key=value))
     if value := env.get("BUILDTASKS_COSIGN_PUBLIC_KEY"):

@@ -1,0 +1,703 @@
+"""Scan an image by digest with Trivy, gate on severity, and write JSON and SARIF reports.
+
+Trivy runs once per image, reporting every finding at every severity as JSON. Everything else
+is derived from that one report, so the outputs can never disagree:
+
+* the SARIF file (`trivy convert`), holding every finding, for GitHub code scanning;
+* the table on the terminal (`trivy convert`), limited to the gate's severities;
+* the gate decision, made here in Python by `gate()`.
+
+A gate inside Trivy (`--severity ... --exit-code 1`) would also filter the reports it writes,
+which is how a SARIF upload silently loses every finding below the gate's threshold.
+`trivy convert` re-applies `--severity` (default: `TRIVY_SEVERITY`) and `--ignorefile`
+(default: `./.trivyignore`) to the report it converts, so the conversion names both
+explicitly: all severities, and no ignore file (the scan already applied it).
+
+Accepted risks stay in Trivy: `.trivyignore` (`--ignorefile`) and VEX documents (`--vex`)
+drop findings from the JSON itself, hence from the SARIF and the gate alike. `--ignore-unfixed`
+is a gate option: unfixed findings stay in the reports and only stop failing the build.
+
+The vulnerability DB is fetched in a step of its own (`trivy image --download-db-only`),
+mirror after mirror, because Trivy moves to its next `--db-repository` only on a temporary
+registry error: a mirror that is down, or that lacks the artifact, ends the download. The scan
+itself then runs with `--skip-db-update`. `TRIVY_*` variables keep working: the plans pass
+only the flags the design needs plus those the user asked for through the configuration or
+the command line (a cache directory, mirrors, offline mode).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from buildtasks.build import artifacts_dir
+from buildtasks.command import Command
+from buildtasks.config import SEVERITIES, Config, ImageSpec, parse_severity
+from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
+from buildtasks.runner import Runner
+
+#: Every severity, lowest first: what the JSON and the SARIF always hold.
+ALL_SEVERITIES = SEVERITIES
+#: What the image scan looks for.
+SCANNERS = ("vuln", "secret", "misconfig")
+
+DIGEST_REF_RE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
+IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+#: VEX sources that are not files (`trivy --vex repo` / `--vex oci`).
+VEX_SOURCES = ("repo", "oci")
+
+#: Trivy's words when it has no vulnerability DB and cannot get one.
+_DB_FAILURE_RE = re.compile(
+    r"failed to download vulnerability DB|cannot be specified on the first run|"
+    r"first run cannot skip downloading DB",
+    re.IGNORECASE,
+)
+_TRUE = ("1", "true", "yes")
+
+
+class VulnDBUnavailable(BuildtasksError):
+    """Trivy has no vulnerability DB and none of the configured sources could provide one."""
+
+    exit_code = 3
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What the user asked for on the command line; empty means "use the configuration"."""
+
+    severity: tuple[str, ...] = ()
+    ignore_unfixed: bool | None = None
+    ignorefile: str = ""
+    vex: tuple[str, ...] = ()
+    db_repositories: tuple[str, ...] = ()
+    offline: bool | None = None
+    #: Scan the engine's image store (`--image-src docker`) instead of the registry.
+    local: bool = False
+    #: Trivy's cache (DB and layer cache); empty leaves it to Trivy (`TRIVY_CACHE_DIR`, ~/.cache/trivy).
+    cache_dir: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options merged with `[tool.buildtasks.scan]`: what the plans are built from."""
+
+    severity: tuple[str, ...]
+    ignore_unfixed: bool
+    db_repositories: tuple[str, ...]
+    offline: bool
+    cache_dir: str
+    vex: tuple[str, ...] = ()
+    local: bool = False
+
+
+def settings(config: Config, options: ScanOptions) -> Settings:
+    """Merge command-line options over the configuration (CLI > env > pyproject > defaults)."""
+    severity = (
+        parse_severity(list(options.severity), "--severity")
+        if options.severity
+        else config.scan.severity
+    )
+    if not severity:
+        raise ConfigError("--severity is empty; use e.g. CRITICAL,HIGH")
+    return Settings(
+        severity=severity,
+        ignore_unfixed=(
+            config.scan.ignore_unfixed if options.ignore_unfixed is None else options.ignore_unfixed
+        ),
+        db_repositories=options.db_repositories or config.scan.db_repositories,
+        offline=config.scan.offline if options.offline is None else options.offline,
+        cache_dir=options.cache_dir or config.scan.cache_dir,
+        vex=options.vex,
+        local=options.local,
+    )
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def require_digest(ref: str, *, local: bool = False) -> str:
+    """Return `ref` if it names an image by digest (`name@sha256:...`); fail on a tag.
+
+    With `local`, the engine's image id (`sha256:...`) is accepted too.
+    """
+    if DIGEST_REF_RE.match(ref) or (local and IMAGE_ID_RE.match(ref)):
+        return ref
+    raise ConfigError(
+        f"scan and SBOM take an image by digest, not {ref!r}: "
+        "use name@sha256:<digest> (the digest `docker.build` printed)"
+    )
+
+
+def _common(cache_dir: str) -> list[str]:
+    return ["--cache-dir", cache_dir] if cache_dir else []
+
+
+def _image_src(local: bool) -> list[str]:
+    # The registry by default: the bytes that were pushed, and no engine needed in CI.
+    return ["--image-src", "docker" if local else "remote"]
+
+
+def _offline_flags(offline: bool) -> list[str]:
+    return ["--skip-java-db-update", "--skip-check-update", "--offline-scan"] if offline else []
+
+
+def db_download(*, cache_dir: str = "", db_repository: str = "") -> Command:
+    """Return the command that fetches (or freshens) the vulnerability DB, from one mirror.
+
+    Without `db_repository`, Trivy's own list (or `TRIVY_DB_REPOSITORY`) is used.
+    """
+    argv = ["trivy", "image", "--download-db-only", "--no-progress", *_common(cache_dir)]
+    if db_repository:
+        argv += ["--db-repository", db_repository]
+    return Command(tuple(argv))
+
+
+def image_scan(
+    ref: str,
+    output: Path,
+    *,
+    cache_dir: str = "",
+    offline: bool = False,
+    ignorefile: str | None = None,
+    vex: Sequence[str] = (),
+    local: bool = False,
+) -> Command:
+    """Return the one Trivy run of an image: every finding, every severity, JSON, exit code 0.
+
+    The DB is expected in place already (`db_download`), hence `--skip-db-update`.
+    """
+    argv = [
+        "trivy",
+        "image",
+        "--scanners",
+        ",".join(SCANNERS),
+        "--format",
+        "json",
+        "--output",
+        str(output),
+        "--severity",
+        ",".join(ALL_SEVERITIES),
+        "--exit-code",
+        "0",
+        "--skip-db-update",
+        "--no-progress",
+        *_common(cache_dir),
+        *_offline_flags(offline),
+        *_image_src(local),
+    ]
+    if ignorefile:
+        argv += ["--ignorefile", ignorefile]
+    for source in vex:
+        argv += ["--vex", source]
+    if offline and "repo" in vex:
+        argv += ["--skip-vex-repo-update"]
+    argv.append(require_digest(ref, local=local))
+    hint = (
+        "is the image in the engine? build it with --load"
+        if local
+        else "is the image pushed? push it with `uv run invoke docker.push`, or scan the engine's copy with --local"
+    )
+    return Command(tuple(argv), hint=hint)
+
+
+def config_scan(
+    dockerfile: Path, output: Path, *, cache_dir: str = "", ignorefile: str | None = None
+) -> Command:
+    """Return the Trivy run of a Dockerfile's misconfiguration checks (embedded, offline)."""
+    argv = [
+        "trivy",
+        "config",
+        "--skip-check-update",
+        "--format",
+        "json",
+        "--output",
+        str(output),
+        "--severity",
+        ",".join(ALL_SEVERITIES),
+        "--exit-code",
+        "0",
+        *_common(cache_dir),
+    ]
+    if ignorefile:
+        argv += ["--ignorefile", ignorefile]
+    argv.append(str(dockerfile))
+    return Command(tuple(argv))
+
+
+def to_sarif(report: Path, output: Path) -> Command:
+    """Return the conversion of a JSON report into SARIF holding every finding it has."""
+    return Command(
+        (
+            "trivy",
+            "convert",
+            "--format",
+            "sarif",
+            "--severity",
+            ",".join(ALL_SEVERITIES),
+            "--ignorefile",
+            "",
+            "--exit-code",
+            "0",
+            "--output",
+            str(output),
+            str(report),
+        )
+    )
+
+
+def to_table(report: Path, severities: Sequence[str]) -> Command:
+    """Return the conversion of a JSON report into the terminal table, at the gate's severities."""
+    return Command(
+        (
+            "trivy",
+            "convert",
+            "--format",
+            "table",
+            "--table-mode",
+            "detailed",
+            "--severity",
+            ",".join(severities),
+            "--ignorefile",
+            "",
+            "--exit-code",
+            "0",
+            str(report),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding of a Trivy report, whatever the scanner."""
+
+    kind: str  # vulnerability, secret, misconfiguration, license
+    id: str
+    severity: str
+    subject: str  # package, or the file a secret or misconfiguration is in
+    target: str
+    fixed: bool = True
+    title: str = ""
+
+    def describe(self) -> str:
+        return f"{self.id} in {self.subject}"
+
+
+def _is_fixed(vuln: Mapping[str, Any]) -> bool:
+    """Whether a fix is released, the way `trivy --ignore-unfixed` decides."""
+    status = vuln.get("Status")
+    if status:
+        return status == "fixed"
+    return bool(vuln.get("FixedVersion"))
+
+
+def findings(report: Mapping[str, Any]) -> list[Finding]:
+    """Every finding in a Trivy JSON report (vulnerabilities, secrets, failed checks, licenses)."""
+    out: list[Finding] = []
+    for result in report.get("Results") or ():
+        target = str(result.get("Target", ""))
+        for v in result.get("Vulnerabilities") or ():
+            out.append(
+                Finding(
+                    "vulnerability",
+                    str(v.get("VulnerabilityID", "")),
+                    str(v.get("Severity", "UNKNOWN")),
+                    str(v.get("PkgName", "")),
+                    target,
+                    fixed=_is_fixed(v),
+                    title=str(v.get("Title", "")),
+                )
+            )
+        for s in result.get("Secrets") or ():
+            out.append(
+                Finding(
+                    "secret",
+                    str(s.get("RuleID", "")),
+                    str(s.get("Severity", "UNKNOWN")),
+                    target,
+                    target,
+                    title=str(s.get("Title", "")),
+                )
+            )
+        for m in result.get("Misconfigurations") or ():
+            if m.get("Status", "FAIL") != "FAIL":
+                continue
+            out.append(
+                Finding(
+                    "misconfiguration",
+                    str(m.get("ID") or m.get("AVDID", "")),
+                    str(m.get("Severity", "UNKNOWN")),
+                    target,
+                    target,
+                    title=str(m.get("Title", "")),
+                )
+            )
+        for lic in result.get("Licenses") or ():
+            out.append(
+                Finding(
+                    "license",
+                    str(lic.get("Name", "")),
+                    str(lic.get("Severity", "UNKNOWN")),
+                    str(lic.get("PkgName") or lic.get("FilePath") or target),
+                    target,
+                )
+            )
+    return out
+
+
+def gate(
+    report: Mapping[str, Any], severities: Iterable[str], ignore_unfixed: bool
+) -> list[Finding]:
+    """Return the findings that fail the gate: at one of `severities` (and fixed, if asked)."""
+    wanted = set(severities)
+    return [
+        f
+        for f in findings(report)
+        if f.severity in wanted
+        and not (ignore_unfixed and f.kind == "vulnerability" and not f.fixed)
+    ]
+
+
+def count_by_severity(items: Iterable[Finding]) -> str:
+    """`1 CRITICAL, 2 HIGH`: counts, highest severity first."""
+    counts: dict[str, int] = {}
+    for f in items:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    order = [s for s in reversed(ALL_SEVERITIES) if s in counts]
+    order += sorted(s for s in counts if s not in ALL_SEVERITIES)
+    return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
+def gate_message(
+    what: str,
+    blocking: Sequence[Finding],
+    severities: Sequence[str],
+    report: str,
+    *,
+    fixed_only: bool,
+) -> str:
+    """The one-line reason a gate failed, naming the worst findings and the report to read."""
+    rank = {s: i for i, s in enumerate(reversed(ALL_SEVERITIES))}
+    worst = sorted(blocking, key=lambda f: (rank.get(f.severity, len(rank)), f.id, f.subject))
+    names = list(dict.fromkeys(f.describe() for f in worst))
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    qualifier = " (fixed only)" if fixed_only else ""
+    return (
+        f"scan gate failed for {what}: {count_by_severity(blocking)} ({listed}) "
+        f"at severity {','.join(severities)}{qualifier}; see {report}"
+    )
+
+
+def with_category(sarif: Mapping[str, Any], category: str) -> dict[str, Any]:
+    """Return `sarif` with every run's `automationDetails.id` set to `<category>/`.
+
+    GitHub code scanning reads the text up to the last `/` as the analysis category, so
+    each image (and its Dockerfile) stays a category of its own and one upload never
+    replaces another's alerts.
+    """
+    doc = json.loads(json.dumps(sarif))
+    for run in doc.get("runs") or ():
+        run["automationDetails"] = {**run.get("automationDetails", {}), "id": f"{category}/"}
+    return doc
+
+
+def image_category(image_key: str) -> str:
+    return f"trivy/{image_key}"
+
+
+def dockerfile_category(image_key: str) -> str:
+    return f"trivy-config/{image_key}"
+
+
+def db_unavailable(stderr: str) -> bool:
+    """Whether Trivy's error output says it has no vulnerability DB and cannot get one."""
+    return bool(_DB_FAILURE_RE.search(stderr))
+
+
+def trivy_reason(stderr: str) -> str:
+    """The innermost cause of a Trivy failure, on one short line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("* "):
+            return _shorten(line[2:].split("; ")[0])
+    for line in reversed(lines):
+        if "FATAL" in line or "ERROR" in line:
+            return _shorten(line.split("\t")[-1].rsplit(": ", 1)[-1])
+    return _shorten(lines[-1]) if lines else "no output"
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def no_db_message(tried: Sequence[tuple[str, str]], *, offline: bool) -> str:
+    """The one-line error when no vulnerability DB can be had, naming every way to get one."""
+    fixes = (
+        "set [tool.buildtasks.scan] db-repositories or pass --db-repository "
+        "(TRIVY_DB_REPOSITORY works too) to name a reachable mirror, or run "
+        "`trivy image --download-db-only` where the network allows and scan with --offline"
+    )
+    if offline:
+        return (
+            "no vulnerability DB: --offline needs one in Trivy's cache (--cache-dir or "
+            "TRIVY_CACHE_DIR); fetch it with `trivy image --download-db-only`, or drop "
+            "--offline and set [tool.buildtasks.scan] db-repositories / --db-repository"
+        )
+    attempts = "; ".join(f"{repo}: {reason}" for repo, reason in tried)
+    return f"no vulnerability DB ({attempts}): {fixes}"
+
+
+# --------------------------------------------------------------------------- service
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one scan found, where its reports are, and what the gate made of it."""
+
+    what: str
+    ref: str
+    json_path: Path
+    sarif_path: Path
+    findings: tuple[Finding, ...]
+    blocking: tuple[Finding, ...]
+    severity: tuple[str, ...]
+    ignore_unfixed: bool = False
+    db_repository: str = ""
+    #: The SARIF path as shown to users (relative to the repository when inside it).
+    sarif_name: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking
+
+    @property
+    def message(self) -> str:
+        """One line: why the gate failed, or that it passed and what the reports hold."""
+        where = self.sarif_name or str(self.sarif_path)
+        if self.blocking:
+            return gate_message(
+                self.what, self.blocking, self.severity, where, fixed_only=self.ignore_unfixed
+            )
+        total = f"{count_by_severity(self.findings)} in all" if self.findings else "no findings"
+        return (
+            f"scan gate passed for {self.what}: none at severity {','.join(self.severity)} "
+            f"({total}; see {where})"
+        )
+
+
+def _relative(config: Config, path: Path) -> str:
+    try:
+        return str(path.relative_to(config.root))
+    except ValueError:
+        return str(path)
+
+
+def resolve_ignorefile(config: Config, options: ScanOptions) -> str | None:
+    """The ignore file to pass: `--ignorefile` (must exist), else the configured one if present.
+
+    When neither applies, no flag is passed, so Trivy's own default and `TRIVY_IGNOREFILE`
+    still work.
+    """
+    if options.ignorefile:
+        path = Path(options.ignorefile).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"--ignorefile {options.ignorefile} does not exist")
+        return str(path)
+    configured = config.root / config.scan.ignorefile
+    return str(configured) if config.scan.ignorefile and configured.is_file() else None
+
+
+def resolve_vex(sources: Sequence[str]) -> tuple[str, ...]:
+    """Check VEX sources: `repo`, `oci`, or files that exist (made absolute)."""
+    out = []
+    for source in sources:
+        if source in VEX_SOURCES:
+            out.append(source)
+            continue
+        path = Path(source).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"--vex {source} is neither a file nor one of {', '.join(VEX_SOURCES)}"
+            )
+        out.append(str(path))
+    return tuple(out)
+
+
+def ensure_db(runner: Runner, opts: Settings, *, env: Mapping[str, str] | None = None) -> str:
+    """Make sure Trivy has a vulnerability DB; return the mirror it came from ('' if cached).
+
+    Mirrors are tried in order, each in a download of its own; the first that works wins.
+    Offline (or with `TRIVY_SKIP_DB_UPDATE` set) nothing is fetched: the scan uses the cache.
+    """
+    env = env or {}
+    if opts.offline or env.get("TRIVY_SKIP_DB_UPDATE", "").lower() in _TRUE:
+        return ""
+    tried: list[tuple[str, str]] = []
+    for repo in opts.db_repositories or ("",):
+        result = runner.run(
+            db_download(cache_dir=opts.cache_dir, db_repository=repo), capture=True, check=False
+        )
+        if result.ok:
+            return repo
+        reason = trivy_reason(result.stderr)
+        label = repo or env.get("TRIVY_DB_REPOSITORY") or "Trivy's default repositories"
+        tried.append((label, reason))
+        if repo and repo != opts.db_repositories[-1]:
+            runner.say(f"note: vulnerability DB mirror {repo} failed ({reason}); trying the next")
+    raise VulnDBUnavailable(no_db_message(tried, offline=False))
+
+
+def _run_trivy(runner: Runner, command: Command) -> None:
+    """Run a scan step; turn a missing DB into `VulnDBUnavailable`, other failures into one line.
+
+    The scan step never downloads the DB (`ensure_db` did, or was told not to), so a DB
+    failure here means the cache holds none.
+    """
+    result = runner.run(command, capture=True, check=False)
+    if result.ok:
+        return
+    if db_unavailable(result.stderr):
+        raise VulnDBUnavailable(no_db_message([], offline=True))
+    reason = trivy_reason(result.stderr)
+    hint = f"{reason}; {command.hint}" if command.hint else reason
+    raise CommandFailed(command.argv, result.returncode, hint)
+
+
+def _write_sarif(path: Path, category: str) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(with_category(doc, category), indent=2) + "\n", encoding="utf-8")
+
+
+def _decide(
+    config: Config,
+    what: str,
+    ref: str,
+    json_path: Path,
+    sarif_path: Path,
+    opts: Settings,
+    runner: Runner,
+    *,
+    db_repository: str = "",
+) -> ScanResult:
+    if runner.dry:
+        return ScanResult(what, ref, json_path, sarif_path, (), (), opts.severity)
+    report = json.loads(json_path.read_text(encoding="utf-8"))
+    every = tuple(findings(report))
+    blocking = tuple(gate(report, opts.severity, opts.ignore_unfixed))
+    return ScanResult(
+        what,
+        ref,
+        json_path,
+        sarif_path,
+        every,
+        blocking,
+        opts.severity,
+        opts.ignore_unfixed,
+        db_repository,
+        sarif_name=_relative(config, sarif_path),
+    )
+
+
+def scan_image(
+    config: Config,
+    image: ImageSpec,
+    ref: str,
+    runner: Runner,
+    *,
+    options: ScanOptions = ScanOptions(),
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> ScanResult:
+    """Scan `ref` (by digest) once; write trivy.json and trivy.sarif; gate on the JSON.
+
+    Raises `GateFailed` (one line naming the worst findings) unless `check` is false, and
+    `VulnDBUnavailable` when no vulnerability DB can be had.
+    """
+    opts = settings(config, options)
+    require_digest(ref, local=opts.local)
+    ignorefile = resolve_ignorefile(config, options)
+    vex = resolve_vex(opts.vex)
+    out_dir = artifacts_dir(config, image)
+    json_path, sarif_path = out_dir / "trivy.json", out_dir / "trivy.sarif"
+    if not runner.dry:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (json_path, sarif_path):
+            stale.unlink(missing_ok=True)
+    mirror = ensure_db(runner, opts, env=env)
+    command = image_scan(
+        ref,
+        json_path,
+        cache_dir=opts.cache_dir,
+        offline=opts.offline,
+        ignorefile=ignorefile,
+        vex=vex,
+        local=opts.local,
+    )
+    _run_trivy(runner, command)
+    runner.run(to_sarif(json_path, sarif_path), capture=True)
+    if not runner.dry:
+        _write_sarif(sarif_path, image_category(image.key))
+    runner.run(to_table(json_path, opts.severity))
+    result = _decide(
+        config, image.key, ref, json_path, sarif_path, opts, runner, db_repository=mirror
+    )
+    _report(result, runner, check=check)
+    return result
+
+
+def scan_dockerfile(
+    config: Config,
+    image: ImageSpec,
+    runner: Runner,
+    *,
+    options: ScanOptions = ScanOptions(),
+    check: bool = True,
+) -> ScanResult:
+    """Check `image`'s Dockerfile with Trivy's embedded checks; gate at the same severities."""
+    opts = settings(config, options)
+    dockerfile = config.root / image.dockerfile
+    if not dockerfile.is_file():
+        raise ConfigError(
+            f"Dockerfile {image.dockerfile} not found: fix [tool.buildtasks.images.{image.key}] dockerfile"
+        )
+    out_dir = artifacts_dir(config, image)
+    json_path = out_dir / "trivy-config.json"
+    sarif_path = out_dir / "trivy-config.sarif"
+    if not runner.dry:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (json_path, sarif_path):
+            stale.unlink(missing_ok=True)
+    command = config_scan(
+        dockerfile,
+        json_path,
+        cache_dir=opts.cache_dir,
+        ignorefile=resolve_ignorefile(config, options),
+    )
+    _run_trivy(runner, command)
+    runner.run(to_sarif(json_path, sarif_path), capture=True)
+    if not runner.dry:
+        _write_sarif(sarif_path, dockerfile_category(image.key))
+    runner.run(to_table(json_path, opts.severity))
+    what = f"{image.key} Dockerfile"
+    result = _decide(config, what, str(dockerfile), json_path, sarif_path, opts, runner)
+    _report(result, runner, check=check)
+    return result
+
+
+def _report(result: ScanResult, runner: Runner, *, check: bool) -> None:
+    """Raise `GateFailed` for a crossed gate when `check`; otherwise say how the gate went."""
+    if runner.dry:
+        return
+    if check and not result.passed:
+        raise GateFailed(result.message)
+    runner.say(result.message)

@@ -1,0 +1,130 @@
+"""`invoke docker.scan` and `docker.sbom`: Trivy against the images built last, by digest."""
+
+from __future__ import annotations
+
+import os
+
+from invoke import task
+from invoke.context import Context
+
+from buildtasks import buildx
+from buildtasks.build import read_recorded
+from buildtasks.config import Config, ImageSpec
+from buildtasks.errors import ConfigError, GateFailed
+from buildtasks.sbom import write_sbom
+from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
+from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
+
+_IMAGE_HELP = "Configured image (default: every image in [tool.buildtasks.images])"
+_REF_HELP = "Image by digest, name@sha256:... (default: the digest of the last docker.build)"
+_LOCAL_HELP = "Read the image from the engine's image store instead of the registry"
+_CACHE_HELP = "Trivy cache directory (default: Trivy's own, or TRIVY_CACHE_DIR)"
+_OFFLINE_HELP = "Use only what is cached: no DB download, no network lookups"
+
+
+def _refs(config: Config, image: str, ref: str) -> list[tuple[ImageSpec, str]]:
+    """Pair each selected image with the digest reference to read."""
+    images = config.select(image)
+    if ref:
+        if len(images) > 1:
+            raise ConfigError("--ref names one image: add --image")
+        return [(images[0], ref)]
+    pairs = []
+    for spec in images:
+        recorded = read_recorded(config, spec)
+        if not recorded.tags:
+            raise ConfigError(f"the last build of {spec.key} recorded no name: pass --ref")
+        pairs.append((spec, buildx.by_digest(recorded.tags[0], recorded.digest)))
+    return pairs
+
+
+@task(
+    iterable=["vex", "db_repository"],
+    help={
+        "image": _IMAGE_HELP,
+        "ref": _REF_HELP,
+        "severity": "Severities that fail the gate, e.g. CRITICAL,HIGH (default: [tool.buildtasks.scan] severity)",
+        "ignore-unfixed": "Let vulnerabilities without a released fix pass the gate (they stay in the reports)",
+        "ignorefile": "Trivy ignore file of accepted findings (default: the configured .trivyignore, if present)",
+        "vex": "VEX document (file, or 'repo' / 'oci') whose not-affected statements drop findings (repeatable)",
+        "db-repository": "Vulnerability DB mirror, tried in the order given (repeatable; default: the configured ones, then Trivy's)",
+        "offline": _OFFLINE_HELP,
+        "local": _LOCAL_HELP,
+        "cache-dir": _CACHE_HELP,
+        "dockerfile": "Also check the image's Dockerfile for misconfigurations (--no-dockerfile skips it)",
+    },
+)
+@errors_to_exit
+def scan(
+    c: Context,
+    image: str = "",
+    ref: str = "",
+    severity: str = "",
+    ignore_unfixed: bool = False,
+    ignorefile: str = "",
+    vex: list[str] | None = None,
+    db_repository: list[str] | None = None,
+    offline: bool = False,
+    local: bool = False,
+    cache_dir: str = "",
+    dockerfile: bool = True,
+) -> None:
+    """Scan images with Trivy; fail on findings at the gate's severities; write JSON and SARIF."""
+    config = load_config(c)
+    runner = runner_for(c)
+    options = ScanOptions(
+        severity=tuple(s for s in severity.split(",") if s.strip()) if severity else (),
+        # Unset flags fall back to [tool.buildtasks.scan].
+        ignore_unfixed=ignore_unfixed or None,
+        ignorefile=ignorefile,
+        vex=tuple(vex or ()),
+        db_repositories=tuple(db_repository or ()),
+        offline=offline or None,
+        local=local,
+        cache_dir=cache_dir,
+    )
+    failures = []
+    for spec, target in _refs(config, image, ref):
+        result = scan_image(
+            config, spec, target, runner, options=options, env=os.environ, check=False
+        )
+        if not result.passed:
+            failures.append(result)
+        if dockerfile:
+            config_result = scan_dockerfile(config, spec, runner, options=options, check=False)
+            if not config_result.passed:
+                failures.append(config_result)
+    if failures:
+        raise GateFailed(" | ".join(result.message for result in failures))
+
+
+@task(
+    help={
+        "image": _IMAGE_HELP,
+        "ref": _REF_HELP,
+        "local": _LOCAL_HELP,
+        "cache-dir": _CACHE_HELP,
+        "offline": _OFFLINE_HELP,
+    },
+)
+@errors_to_exit
+def sbom(
+    c: Context,
+    image: str = "",
+    ref: str = "",
+    local: bool = False,
+    cache_dir: str = "",
+    offline: bool = False,
+) -> None:
+    """Write CycloneDX and SPDX JSON SBOMs of images; print where they are."""
+    config = load_config(c)
+    runner = runner_for(c)
+    offline = offline or config.scan.offline
+    for spec, target in _refs(config, image, ref):
+        result = write_sbom(
+            config, spec, target, runner, cache_dir=cache_dir, offline=offline, local=local
+        )
+        for fmt, path in result.files.items():
+            count = result.packages.get(fmt)
+            listed = f" ({count} packages)" if count is not None else ""
+            print(f"{spec.key}: {os.path.relpath(path, config.root)}{listed}")
