@@ -22,7 +22,7 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
         "build-arg": "Build argument KEY=VALUE (repeatable)",
         "platform": "Target platforms, e.g. linux/amd64,linux/arm64 (QEMU is set up if needed)",
         "push": "Push the tags to the registry after building",
-        "load": "Load the result into the engine's image store (default unless --push)",
+        "load": "Also load into the engine's image store when pushing (always loaded otherwise)",
         "no-cache": "Disable every cache: layer cache, cache import, uv cache; pull bases afresh",
         "verbose": "Show the full build log (--progress=plain)",
         "test": "Run the image tests against the built image",
@@ -38,7 +38,7 @@ def build(
     build_arg: list[str] | None = None,
     platform: str = "",
     push: bool = False,
-    load: bool | None = None,
+    load: bool = False,
     no_cache: bool = False,
     verbose: bool = False,
     test: bool = False,
@@ -54,7 +54,7 @@ def build(
         build_args=tuple(build_arg or ()),
         platforms=tuple(p for p in platform.split(",") if p) if platform else (),
         push=push,
-        load=load,
+        load=True if load else None,
         no_cache=no_cache,
         verbose=verbose,
         provenance=provenance,
@@ -167,3 +167,70 @@ def push(c: Context, image: str = "") -> None:
         print(f"{spec.key}: {report.digest}")
         for ref in report.pushed:
             print(f"  pushed {ref}")
+
+
+@task(
+    iterable=["db_repository"],
+    auto_shortflags=False,
+    help={
+        "image": "Configured image to release (default: every image)",
+        "no-push": "Run the gates only (build, image tests, scan, SBOM); push and sign nothing",
+        "skip-tests": "Skip the image tests (the scan gate still runs)",
+        "severity": "Scan gate severities, e.g. CRITICAL,HIGH (default: [tool.buildtasks.scan])",
+        "ignore-unfixed": "Let findings without a fixed version pass the scan gate",
+        "ignorefile": "Trivy ignore file (default: [tool.buildtasks.scan] ignorefile)",
+        "db-repository": "Trivy DB mirror to try, in order (repeatable)",
+        "offline": "Scan with the cached trivy DB only",
+        "key": "cosign private key: file, env://VAR or KMS URI (default: [tool.buildtasks.sign] key)",
+        "keyless": "Sign keyless with the GitHub Actions OIDC token",
+        "no-tlog": "Skip the transparency log (automatic for the lab registry)",
+        "platform": "Target platforms, e.g. linux/amd64,linux/arm64",
+        "verbose": "Show the full build log",
+    },
+)
+@errors_to_exit
+def release(
+    c: Context,
+    image: str = "",
+    no_push: bool = False,
+    skip_tests: bool = False,
+    severity: str = "",
+    ignore_unfixed: bool = False,
+    ignorefile: str = "",
+    db_repository: list[str] | None = None,
+    offline: bool = False,
+    key: str = "",
+    keyless: bool = False,
+    no_tlog: bool = False,
+    platform: str = "",
+    verbose: bool = False,
+) -> None:
+    """Build, test, scan, SBOM, push, sign, attest and verify: one digest end to end."""
+    from buildtasks.release import ReleaseOptions
+    from buildtasks.release import release as run_release
+    from buildtasks.scan import ScanOptions
+    from buildtasks.sign import SignOptions
+
+    config = load_config(c)
+    runner = runner_for(c)
+    preflight(runner)
+    options = ReleaseOptions(
+        build=BuildOptions(platforms=tuple(p for p in platform.split(",") if p), verbose=verbose),
+        scan=ScanOptions(
+            severity=tuple(s for s in severity.split(",") if s),
+            ignore_unfixed=True if ignore_unfixed else None,
+            ignorefile=ignorefile,
+            db_repositories=tuple(db_repository or ()),
+            offline=True if offline else None,
+        ),
+        sign=SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None),
+        push=not no_push,
+        test=not skip_tests,
+    )
+    stages = run_release(
+        config, config.select(image), runner, options, env=os.environ, now=datetime.now(UTC)
+    )
+    for stage in stages:
+        print(f"{stage.image.key}: {stage.build.digest}")
+        for step in stage.steps:
+            print(f"  {step}")

@@ -1,0 +1,148 @@
+"""The release chain: build → image tests → scan → SBOM → push → sign → attest → verify.
+
+Every gate of every selected image runs before anything is pushed, so a failing scan of one
+image never leaves another half-released. One digest flows through the whole chain: the
+digest that was tested and scanned is the digest that is pushed, signed and attested, and
+the push itself proves the registry serves exactly that digest for every tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from buildtasks import buildx
+from buildtasks.build import BuildOptions, BuildOutcome, build_image
+from buildtasks.config import Config, ImageSpec
+from buildtasks.errors import CommandFailed, GateFailed
+from buildtasks.imagetests import image_test_command
+from buildtasks.push import push_by_digest
+from buildtasks.runner import Runner
+from buildtasks.sbom import write_sbom
+from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
+from buildtasks.sign import SignOptions, attest_image, sign_image, verify_image
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """What `docker.release` was asked to do."""
+
+    build: BuildOptions = field(default_factory=BuildOptions)
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    sign: SignOptions = field(default_factory=SignOptions)
+    #: Stop after the gates (pull requests): nothing is pushed or signed.
+    push: bool = True
+    test: bool = True
+
+
+@dataclass
+class Stage:
+    """What the gates of one image produced: the digest and the files to attest."""
+
+    image: ImageSpec
+    build: BuildOutcome
+    scan_report: Path | None = None
+    sbom: Path | None = None
+    ref: str = ""
+    steps: list[str] = field(default_factory=list)
+
+
+def _say(runner: Runner, image: ImageSpec, message: str) -> None:
+    runner.say(f"==> {image.key}: {message}")
+
+
+def gates(
+    config: Config,
+    image: ImageSpec,
+    runner: Runner,
+    options: ReleaseOptions,
+    *,
+    env: Mapping[str, str],
+    now: datetime,
+) -> Stage:
+    """Build once, then run the image tests, the scans and the SBOM against that digest."""
+    _say(runner, image, "build")
+    outcome = build_image(config, image, _load_only(options.build), runner, env=env, now=now)
+    stage = Stage(image, outcome, steps=[f"built {outcome.digest}"])
+    if options.test and image.tests:
+        _say(runner, image, f"image tests on {outcome.digest[:19]}")
+        try:
+            runner.run(image_test_command(image, outcome.digest, root=config.root))
+        except CommandFailed:
+            raise GateFailed(
+                f"image tests failed for {image.key} ({outcome.digest[:19]})"
+            ) from None
+        stage.steps.append("image tests passed")
+    _say(runner, image, "scan")
+    local = ScanOptions(**{**options.scan.__dict__, "local": True})
+    scan_dockerfile(config, image, runner, options=local)
+    result = scan_image(config, image, outcome.digest, runner, options=local, env=env)
+    stage.scan_report = result.json_path
+    stage.steps.append(f"scan gate passed at {','.join(result.severity)}")
+    _say(runner, image, "SBOM")
+    sboms = write_sbom(config, image, outcome.digest, runner, local=True)
+    stage.sbom = sboms.files.get("cyclonedx")
+    stage.steps.append("SBOM written")
+    return stage
+
+
+def _load_only(options: BuildOptions) -> BuildOptions:
+    """The chain builds into the engine's store; pushing happens only after the gates."""
+    return BuildOptions(**{**options.__dict__, "push": False, "load": True})
+
+
+def publish(
+    config: Config,
+    stage: Stage,
+    runner: Runner,
+    options: ReleaseOptions,
+    *,
+    env: Mapping[str, str],
+) -> Stage:
+    """Push the tested digest, then sign, attest and verify that same digest."""
+    image, digest = stage.image, stage.build.digest
+    _say(runner, image, "push")
+    push_by_digest(digest, stage.build.tags, runner)
+    stage.ref = buildx.by_digest(stage.build.tags[0], digest)
+    stage.steps.append(f"pushed {len(stage.build.tags)} tag(s)")
+    _say(runner, image, f"sign {stage.ref}")
+    sign_image(config, stage.ref, runner, env=env, options=options.sign)
+    _say(runner, image, "attest SBOM and vulnerability report")
+    attest_image(
+        config,
+        stage.ref,
+        runner,
+        env=env,
+        sbom=stage.sbom,
+        vuln_report=stage.scan_report,
+        options=options.sign,
+    )
+    kinds = [k for k, f in (("cyclonedx", stage.sbom), ("vuln", stage.scan_report)) if f]
+    _say(runner, image, "verify")
+    verify_image(config, stage.ref, runner, env=env, options=options.sign, attestations=kinds)
+    stage.steps += ["signed", "attested", f"verified signature and {', '.join(kinds)}"]
+    return stage
+
+
+def release(
+    config: Config,
+    images: Sequence[ImageSpec],
+    runner: Runner,
+    options: ReleaseOptions,
+    *,
+    env: Mapping[str, str],
+    now: datetime,
+) -> list[Stage]:
+    """Run the chain for `images`: all gates first, then publish each image."""
+    stages = []
+    for image in images:
+        try:
+            stages.append(gates(config, image, runner, options, env=env, now=now))
+        except GateFailed as exc:
+            raise GateFailed(f"{exc} — release stopped before push; nothing was pushed") from None
+    if not options.push:
+        runner.say("==> gates passed; --no-push: nothing pushed or signed")
+        return stages
+    return [publish(config, stage, runner, options, env=env) for stage in stages]

@@ -1,0 +1,123 @@
+"""`invoke docker.release` end to end in the lab: the gate stops the chain before the push,
+and a passing chain publishes, signs, attests and verifies the digest it tested."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from labtest import invoke
+
+from buildtasks.vulndb import write_db
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def release_env(tmp_path, lab):
+    """A throwaway namespace, a cosign key pair and the fixture vulnerability DB."""
+    subprocess.run(
+        ["cosign", "generate-key-pair"],
+        cwd=tmp_path,
+        env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+    )
+    write_db(tmp_path / "trivy", now=datetime.now(UTC))
+    namespace = f"{lab}/itest-{uuid.uuid4().hex[:10]}"
+    env = {
+        "BUILDTASKS_REGISTRY": namespace,
+        "BUILDTASKS_COSIGN_KEY": str(tmp_path / "cosign.key"),
+        "COSIGN_PASSWORD": "",
+        "TRIVY_CACHE_DIR": str(tmp_path / "trivy"),
+        "GITHUB_ACTIONS": "",
+    }
+    return namespace, env, tmp_path
+
+
+def test_a_failing_scan_gate_stops_the_chain_before_anything_is_pushed(release_env):
+    namespace, env, _ = release_env
+    result = invoke("docker.release", "--image", "backend", "--skip-tests", env=env)
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "scan gate failed for backend" in last and "CVE-2099-0001" in last
+    assert last.endswith("release stopped before push; nothing was pushed")
+    listing = subprocess.run(
+        ["crane", "ls", f"{namespace}/monorepo"], capture_output=True, check=False
+    )
+    assert listing.returncode != 0, "the registry shows tags although the gate failed"
+    assert "==> backend: push" not in result.stderr
+
+
+def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_env):
+    namespace, env, tmp_path = release_env
+    ignore = tmp_path / ".trivyignore"
+    ignore.write_text("CVE-2099-0001\nCVE-2099-0002\nCVE-2099-0004\n")
+    result = invoke("docker.release", "--image", "backend", "--ignorefile", str(ignore), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digest = result.stdout.split("backend: ")[1].split()[0]
+    assert f"image tests on {digest[:19]}" in result.stderr
+    for step in (
+        "image tests passed",
+        "scan gate passed",
+        "signed",
+        "attested",
+        "verified signature and cyclonedx, vuln",
+    ):
+        assert step in result.stdout
+    repo = f"{namespace}/monorepo"
+    tags = subprocess.run(
+        ["crane", "ls", repo], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert tags and all(
+        subprocess.run(
+            ["crane", "digest", f"{repo}:{t}"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == digest
+        for t in tags
+        if not t.startswith("sha256-")
+    )
+    verify = subprocess.run(
+        [
+            "cosign",
+            "verify",
+            "--key",
+            str(tmp_path / "cosign.pub"),
+            "--insecure-ignore-tlog",
+            f"{repo}@{digest}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    payload = json.loads(verify.stdout)[0]
+    assert payload["critical"]["image"]["docker-manifest-digest"] == digest
+    assert "skips the transparency log" in result.stderr
+
+
+def test_no_push_runs_the_gates_and_publishes_nothing(release_env):
+    namespace, env, tmp_path = release_env
+    ignore = tmp_path / ".trivyignore"
+    ignore.write_text("CVE-2099-0001\nCVE-2099-0002\nCVE-2099-0004\n")
+    result = invoke(
+        "docker.release",
+        "--image",
+        "backend",
+        "--no-push",
+        "--skip-tests",
+        "--ignorefile",
+        str(ignore),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "nothing pushed or signed" in result.stderr
+    assert (
+        subprocess.run(
+            ["crane", "ls", f"{namespace}/monorepo"], capture_output=True, check=False
+        ).returncode
+        != 0
+    )
