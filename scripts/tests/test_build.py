@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from buildtasks import config as config_mod
-from buildtasks.build import explicit_tags, image_names, parse_build_args, prune_cache
+from buildtasks.build import (
+    explicit_tags,
+    image_names,
+    no_cache_args,
+    parse_build_args,
+    prune_cache,
+)
 from buildtasks.errors import ConfigError
 from buildtasks.tagging import image_metadata
 
@@ -127,3 +133,23 @@ def test_github_events_that_should_not_publish_stay_untagged(tmp_path, repo_root
         cfg, cfg.image("backend"), ("r/app",), env=env, cwd=tmp_path, now=datetime.now(UTC)
     )
     assert meta.tags == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("FROM x\nARG UV_NO_CACHE=0\n", {"UV_NO_CACHE": "1"}, id="uv"),
+        pytest.param("ARG PNPM_NO_CACHE=0\nFROM x\n", {"PNPM_NO_CACHE": "1"}, id="pnpm"),
+        pytest.param("FROM x\n# ARG UV_NO_CACHE\n", {}, id="commented-out"),
+    ],
+)
+def test_no_cache_sets_only_the_cache_args_a_dockerfile_declares(text, expected):
+    assert no_cache_args(text) == expected
+
+
+def test_the_repository_dockerfiles_declare_their_cache_switches(repo_root):
+    for path, arg in (
+        ("apps/backend/Dockerfile", "UV_NO_CACHE"),
+        ("apps/frontend/Dockerfile", "PNPM_NO_CACHE"),
+    ):
+        assert arg in no_cache_args((repo_root / path).read_text())

@@ -326,3 +326,47 @@ def test_tags_json_is_one_object_with_the_documented_keys():
     assert data["tags"] == ["127.0.0.1:5000/monorepo:abc"]
     assert data["version"] == "abc"
     assert data["labels"]["org.opencontainers.image.version"] == "abc"
+
+
+def test_multi_platform_build_pushes_one_index_whose_arm64_image_runs(lab):
+    name = unique_repo(lab, "monorepo")
+    result = invoke(
+        "docker.build",
+        "--image",
+        "backend",
+        "--name",
+        name,
+        "-t",
+        "multi",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--push",
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    digest = result.stdout.split("backend: ")[1].split()[0]
+    index = json.loads(crane("manifest", f"{name}:multi"))
+    platforms = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}"
+        for m in index["manifests"]
+        if m.get("platform", {}).get("os") != "unknown"
+    }
+    assert platforms == {"linux/amd64", "linux/arm64"}
+    assert crane("digest", f"{name}:multi").strip() == digest
+    run = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            f"{name}@{digest}",
+            "python",
+            "-c",
+            "import platform; print(platform.machine())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.strip() == "aarch64"

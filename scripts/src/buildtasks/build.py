@@ -68,6 +68,16 @@ def metadata_path(config: Config, image: ImageSpec) -> Path:
     return artifacts_dir(config, image) / "metadata.json"
 
 
+#: Build args that turn off a package manager's cache mount; set by --no-cache when declared.
+NO_CACHE_ARGS = ("UV_NO_CACHE", "PNPM_NO_CACHE")
+
+
+def no_cache_args(dockerfile_text: str) -> dict[str, str]:
+    """The cache-disabling build args a Dockerfile declares, each set to "1"."""
+    declared = set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", dockerfile_text, re.MULTILINE))
+    return {name: "1" for name in NO_CACHE_ARGS if name in declared}
+
+
 def parse_build_args(values: Sequence[str]) -> dict[str, str]:
     """Turn `KEY=VALUE` strings into a dict; fail naming the malformed one."""
     result = {}
@@ -228,7 +238,7 @@ def build_image(
         "APP_BUILD_DATE": meta.created,
     }
     if options.no_cache:
-        build_args["UV_NO_CACHE"] = "1"
+        build_args.update(no_cache_args(dockerfile.read_text(encoding="utf-8")))
     build_args.update(parse_build_args(options.build_args))
     cache = local_cache(config, image, runner)
     out = metadata_path(config, image)

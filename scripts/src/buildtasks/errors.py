@@ -54,12 +54,21 @@ class CommandFailed(BuildtasksError):
     """An external command exited non-zero."""
 
     def __init__(self, argv: tuple[str, ...], returncode: int, hint: str = "") -> None:
-        import shlex
-
-        tool = argv[0] if argv else "command"
-        message = f"{tool} failed with exit code {returncode}: {shlex.join(argv)}"
+        message = f"{command_name(argv)} failed with exit code {returncode}"
         if hint:
             message += f" ({hint})"
         super().__init__(message, exit_code=returncode if 0 < returncode < 256 else 1)
         self.argv = argv
         self.returncode = returncode
+
+
+def command_name(argv: tuple[str, ...]) -> str:
+    """The tool and its subcommands, e.g. `docker buildx build` (the full line was echoed)."""
+    import os
+
+    words = [os.path.basename(argv[0])] if argv else ["command"]
+    for word in argv[1:3]:
+        if word.startswith("-") or "/" in word or "=" in word or "@" in word:
+            break
+        words.append(word)
+    return " ".join(words)

@@ -76,14 +76,22 @@ def image_metadata(
                 note = f"no configured rule tags this checkout; using local tags {', '.join(result.tag_names)}"
                 break
     labels = dict(result.labels)
+    annotations = tuple(result.annotations)
     if image.title:
-        labels["org.opencontainers.image.title"] = image.title
+        key = "org.opencontainers.image.title"
+        labels[key] = image.title
+        annotations = tuple(
+            f"{a.split(':', 1)[0]}:{key}={image.title}"
+            if a.split(":", 1)[-1].startswith(f"{key}=")
+            else a
+            for a in annotations
+        )
     return ImageMetadata(
         version=result.version,
         revision=ctx.sha or "unknown",
         created=labels.get("org.opencontainers.image.created", now.isoformat()),
         tags=tuple(result.tags),
         labels=labels,
-        annotations=tuple(result.annotations),
+        annotations=annotations,
         note=note,
     )
