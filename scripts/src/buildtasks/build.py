@@ -13,14 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from buildtasks import buildx
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
-from buildtasks.lab import ops as lab_ops
 from buildtasks.runner import Runner
-from buildtasks.tagging import ImageMetadata, image_metadata
+
+if TYPE_CHECKING:  # imported lazily: `invoke --list` should not load the metadata engine
+    from buildtasks.lab.ops import State
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -199,9 +201,12 @@ def build_image(
     *,
     env: Mapping[str, str],
     now: datetime,
-    lab_state: lab_ops.State | None = None,
+    lab_state: State | None = None,
 ) -> BuildOutcome:
     """Build `image` as `options` ask and return the outcome with its digest."""
+    from buildtasks.lab import ops as lab_ops
+    from buildtasks.tagging import image_metadata
+
     dockerfile = config.root / image.dockerfile
     if not dockerfile.is_file():
         raise ConfigError(
@@ -209,7 +214,7 @@ def build_image(
         )
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
-    meta: ImageMetadata = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
+    meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
     tags = explicit_tags(names, options.tags) if options.tags else meta.tags
     if not tags:
         raise ConfigError(f"no tags for {image.key}: the tag rules produced none; pass --tag")

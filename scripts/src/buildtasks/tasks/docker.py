@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from invoke import task
 from invoke.context import Context
 
-from buildtasks.build import BuildOptions, build_image, preflight
-from buildtasks.imagetests import image_test_command
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 
 
@@ -45,6 +43,9 @@ def build(
     provenance: str | None = None,
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
+    from buildtasks.build import BuildOptions, build_image, preflight
+    from buildtasks.imagetests import image_test_command
+
     config = load_config(c)
     runner = runner_for(c)
     images = config.select(image)
@@ -151,7 +152,7 @@ def tags(
 @errors_to_exit
 def push(c: Context, image: str = "") -> None:
     """Push the last build's tags by digest and verify the registry serves that digest."""
-    from buildtasks.build import read_recorded
+    from buildtasks.build import preflight, read_recorded
     from buildtasks.lab.ops import require_registry
     from buildtasks.push import push_by_digest, registry_of
 
@@ -206,6 +207,7 @@ def release(
     verbose: bool = False,
 ) -> None:
     """Build, test, scan, SBOM, push, sign, attest and verify: one digest end to end."""
+    from buildtasks.build import BuildOptions, preflight
     from buildtasks.release import ReleaseOptions
     from buildtasks.release import release as run_release
     from buildtasks.scan import ScanOptions

@@ -7,7 +7,6 @@ from invoke.context import Context
 
 from buildtasks.config import parse_platforms
 from buildtasks.errors import BuildtasksError
-from buildtasks.lab.ops import Lab
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 
 
@@ -20,6 +19,8 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 @errors_to_exit
 def up(c: Context, qemu: bool = False, platform: str = "linux/amd64") -> None:
     """Make this machine ready to build: engine, buildx, registry, base images."""
+    from buildtasks.lab.ops import Lab
+
     platforms = parse_platforms(platform)
     Lab(load_config(c), runner_for(c)).up(qemu=qemu, platforms=platforms)
 
@@ -28,6 +29,8 @@ def up(c: Context, qemu: bool = False, platform: str = "linux/amd64") -> None:
 @errors_to_exit
 def status(c: Context) -> None:
     """Report each part of the lab; exit 1 when a required part is down."""
+    from buildtasks.lab.ops import Lab
+
     rows = Lab(load_config(c), runner_for(c)).status()
     width = max(len(part) for part, _, _ in rows)
     for part, ok, detail in rows:
@@ -41,4 +44,6 @@ def status(c: Context) -> None:
 @errors_to_exit
 def down(c: Context) -> None:
     """Stop the daemons lab.up started, and only those."""
+    from buildtasks.lab.ops import Lab
+
     Lab(load_config(c), runner_for(c)).down()
