@@ -13,7 +13,7 @@ nox.options.error_on_external_run = False
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint Python (ruff), shell (shellcheck) and Dockerfiles (hadolint, trivy config)."""
+    """Lint Python (ruff), shell (shellcheck), Dockerfiles (hadolint, trivy) and workflows (zizmor)."""
     sessions.lint(session)
 
 

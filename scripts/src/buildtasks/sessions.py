@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +40,34 @@ def run(session, command: Command) -> None:
     session.run(*command.argv, env=dict(command.env) or None, external=True)
 
 
-def pytest(session, *args: str) -> None:
-    """Run pytest; exit 5 (no tests collected) fails the session with an explanation."""
-    code = session.run("pytest", *args, success_codes=[0, PYTEST_NO_TESTS], external=True)
-    if code == PYTEST_NO_TESTS:
+def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:
+    """Run pytest; exit 5 (nothing collected) fails the session with an explanation.
+
+    Nox only reports success or failure, so pytest's exit code comes back through a file.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        status_file = Path(tmp) / "status"
+        session.run(
+            sys.executable,
+            "-c",
+            PYTEST_WITH_STATUS,
+            *args,
+            env={**(env or {}), STATUS_ENV: str(status_file)},
+            external=True,
+        )
+        status = int(status_file.read_text() or "1") if status_file.is_file() else 1
+    if status == PYTEST_NO_TESTS:
         session.error(f"pytest collected no tests from {' '.join(args)}: check the paths and -m/-k")
+    if status:
+        session.error(f"pytest failed with exit code {status}")
+
+
+STATUS_ENV = "NOX_PYTEST_STATUS_FILE"
+#: Runs pytest, records its exit code, and exits 0 so the session decides what it means.
+PYTEST_WITH_STATUS = (
+    "import os, sys, pytest; code = int(pytest.main(sys.argv[1:])); "
+    f"open(os.environ['{STATUS_ENV}'], 'w').write(str(code))"
+)
 
 
 def lint(session) -> None:
@@ -83,15 +108,7 @@ def image_tests(session) -> None:
             built[f"BUILDTASKS_IMAGE_{image.key.upper()}"] = outcome.digest
             session.log(f"{image.key}: testing {outcome.digest}")
             command = image_test_command(image, outcome.digest, root=config.root)
-            code = session.run(
-                *command.argv,
-                *session.posargs,
-                env={**built, **command.env},
-                success_codes=[0, PYTEST_NO_TESTS],
-                external=True,
-            )
-            if code == PYTEST_NO_TESTS:
-                session.error(f"no image tests collected from {image.tests}")
+            pytest(session, *command.argv[3:], *session.posargs, env={**built, **command.env})
 
 
 def repo_root() -> Path:
