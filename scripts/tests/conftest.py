@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from labtest import ROOT, lab_registry, registry_reachable, unique_repo
+from labtest import ROOT, artifacts, lab_registry, registry_reachable, unique_repo
+
+
+def pytest_configure(config) -> None:
+    """Keep build records and reports of test builds out of the repository's .buildtasks/."""
+    if "BUILDTASKS_ARTIFACTS_DIR" not in os.environ:
+        os.environ["BUILDTASKS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="buildtasks-tests-")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +57,7 @@ def backend_image(lab, repo_root) -> BuiltImage:
     from buildtasks.push import push_by_digest
     from buildtasks.runner import Runner
 
-    config = config_mod.load(repo_root, env={})
+    config = config_mod.load(repo_root, env={"BUILDTASKS_ARTIFACTS_DIR": artifacts()})
     name = unique_repo(lab, "monorepo")
     runner = Runner()
     outcome = build_image(

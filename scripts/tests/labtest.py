@@ -12,6 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def artifacts() -> str:
+    """The artifacts directory of this test session (set by conftest's pytest_configure)."""
+    return os.environ["BUILDTASKS_ARTIFACTS_DIR"]
+
+
 def lab_registry() -> str:
     return os.environ.get("BUILDTASKS_LAB_REGISTRY", "127.0.0.1:5000")
 

@@ -186,3 +186,18 @@ def test_foreign_platforms_are_detected():
         "linux/arm64",
     )
     assert buildx.platforms_needing_emulation(("linux/arm64",), "aarch64") == ()
+
+
+@pytest.mark.parametrize(
+    ("requested", "supported", "value", "noted"),
+    [
+        pytest.param(None, True, None, False, id="default-left-to-buildx"),
+        pytest.param("mode=max", True, "mode=max", False, id="max-where-supported"),
+        pytest.param("mode=max", False, "false", True, id="unsupported-is-said-and-dropped"),
+        pytest.param("false", False, "false", False, id="off-needs-no-note"),
+    ],
+)
+def test_provenance_follows_the_builder(requested, supported, value, noted):
+    result, note = buildx.provenance_for(requested, supported)
+    assert result == value
+    assert bool(note) is noted

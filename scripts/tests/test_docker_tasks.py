@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labtest import ROOT, invoke, registry_reachable, unique_repo
+from labtest import artifacts, invoke, registry_reachable, unique_repo
 
 pytestmark = pytest.mark.lab
 
@@ -20,17 +20,22 @@ def crane(*args: str) -> str:
     return subprocess.run(["crane", *args], capture_output=True, text=True, check=True).stdout
 
 
+def build_backend(name: str, tag: str, *extra: str, **kwargs):
+    """`invoke docker.build` of the backend under a test repository and one tag."""
+    return invoke("docker.build", "--image", "backend", "--name", name, "-t", tag, *extra, **kwargs)
+
+
 def registry_tags(repo: str) -> set[str]:
     return set(crane("ls", repo).split())
 
 
 def test_build_prints_the_digest_records_it_and_loads_the_image(lab):
     name = unique_repo(lab, "monorepo")
-    result = invoke("docker.build", "--image", "backend", "--name", name, "-t", "one", "-t", "two")
+    result = build_backend(name, "one", "-t", "two")
     assert result.returncode == 0, result.stderr
     digest = result.stdout.split("backend: ")[1].split()[0]
     assert digest.startswith("sha256:")
-    metadata = json.loads((ROOT / ".buildtasks/backend/metadata.json").read_text())
+    metadata = json.loads((Path(artifacts()) / "backend/metadata.json").read_text())
     assert metadata["containerimage.digest"] == digest
     assert metadata["buildtasks"]["tags"] == [f"{name}:one", f"{name}:two"]
     inspect = subprocess.run(
@@ -160,7 +165,10 @@ def spare_registry(tmp_path):
 def test_push_to_a_stopped_registry_fails_in_one_line_and_reports_no_success(spare_registry):
     address, proc = spare_registry
     name = f"{address}/down/monorepo"
-    build = invoke("docker.build", "--image", "backend", "--name", name, "-t", "x")
+    build = build_backend(
+        name,
+        "x",
+    )
     assert build.returncode == 0, build.stderr
     proc.kill()
     proc.wait()
@@ -284,13 +292,8 @@ def test_dry_run_prints_the_plan_and_builds_nothing(lab):
 
 def test_no_cache_rebuilds_everything_and_still_works_offline(lab):
     name = unique_repo(lab, "monorepo")
-    result = invoke(
-        "docker.build",
-        "--image",
-        "backend",
-        "--name",
+    result = build_backend(
         name,
-        "-t",
         "fresh",
         "--no-cache",
         "--verbose",
@@ -305,7 +308,7 @@ def test_no_cache_rebuilds_everything_and_still_works_offline(lab):
 
 def test_build_with_test_runs_the_image_tests_on_the_result(lab):
     name = unique_repo(lab, "monorepo")
-    result = invoke("docker.build", "--image", "backend", "--name", name, "-t", "tested", "--test")
+    result = build_backend(name, "tested", "--test")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
@@ -330,13 +333,8 @@ def test_tags_json_is_one_object_with_the_documented_keys():
 
 def test_multi_platform_build_pushes_one_index_whose_arm64_image_runs(lab):
     name = unique_repo(lab, "monorepo")
-    result = invoke(
-        "docker.build",
-        "--image",
-        "backend",
-        "--name",
+    result = build_backend(
         name,
-        "-t",
         "multi",
         "--platform",
         "linux/amd64,linux/arm64",
@@ -370,3 +368,29 @@ def test_multi_platform_build_pushes_one_index_whose_arm64_image_runs(lab):
         check=True,
     )
     assert run.stdout.strip() == "aarch64"
+
+
+def test_provenance_max_is_attached_to_the_pushed_index(lab):
+    name = unique_repo(lab, "monorepo")
+    result = build_backend(
+        name,
+        "prov",
+        "--provenance",
+        "mode=max",
+        "--push",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cannot attach provenance" not in result.stderr
+    index = json.loads(crane("manifest", f"{name}:prov"))
+    attestations = [
+        m
+        for m in index["manifests"]
+        if m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest"
+    ]
+    assert attestations, "no attestation manifest in the index"
+    manifest = json.loads(crane("manifest", f"{name}@{attestations[0]['digest']}"))
+    predicates = {
+        layer.get("annotations", {}).get("in-toto.io/predicate-type")
+        for layer in manifest["layers"]
+    }
+    assert "https://slsa.dev/provenance/v0.2" in predicates

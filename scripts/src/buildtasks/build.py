@@ -63,7 +63,7 @@ class BuildOutcome:
 
 def artifacts_dir(config: Config, image: ImageSpec) -> Path:
     """Where build metadata, scan reports and SBOMs of `image` are written."""
-    return config.root / ".buildtasks" / image.key
+    return config.root / Path(config.artifacts_dir).expanduser() / image.key
 
 
 def metadata_path(config: Config, image: ImageSpec) -> Path:
@@ -135,16 +135,25 @@ def preflight(runner: Runner) -> None:
         ) from None
 
 
-def local_cache(config: Config, image: ImageSpec, runner: Runner) -> buildx.CacheSpec | None:
-    """The `~/.cache/buildx/<image>` cache when the builder can export one; None otherwise."""
+def builder_is_capable(runner: Runner) -> bool:
+    """Whether the current builder exports caches and attaches attestations.
+
+    Both need the same thing: a container/remote driver, or the docker driver with the
+    containerd image store.
+    """
     if runner.dry:
-        supported = True
-    else:
-        inspect = runner.output(buildx.buildx_probe(), timeout=30)
-        info = runner.output(
-            Command(("docker", "info", "--format", "{{json .DriverStatus}}")), timeout=30
-        )
-        supported = buildx.driver_supports_local_cache(inspect, info)
+        return True
+    inspect = runner.output(buildx.buildx_probe(), timeout=30)
+    info = runner.output(
+        Command(("docker", "info", "--format", "{{json .DriverStatus}}")), timeout=30
+    )
+    return buildx.driver_supports_local_cache(inspect, info)
+
+
+def local_cache(
+    config: Config, image: ImageSpec, runner: Runner, supported: bool
+) -> buildx.CacheSpec | None:
+    """The `~/.cache/buildx/<image>` cache when the builder can export one; None otherwise."""
     if not supported:
         runner.say(
             "note: this builder cannot export a local cache (enable the containerd image store)"
@@ -220,12 +229,18 @@ def build_image(
         raise ConfigError(f"no tags for {image.key}: the tag rules produced none; pass --tag")
     if meta.note and not options.tags:
         runner.say(f"note: {meta.note}")
+    for warning in meta.warnings:
+        runner.say(f"warning: {warning}")
     load = (not options.push) if options.load is None else options.load
     state = lab_state if lab_state is not None else lab_ops.State.load(lab_ops.lab_home(dict(env)))
     if not runner.dry:
         if buildx.platforms_needing_emulation(platforms, os.uname().machine):
             lab_ops.Lab(config, runner).ensure_qemu(platforms)
-        missing = [ref for ref, have in state.seeded.items() if not set(platforms) <= set(have)]
+        missing = [
+            ref
+            for ref, have in state.seeded.items()
+            if ref in config.lab.seed and not set(platforms) <= set(have)
+        ]
         if missing:
             # The lab made stand-ins for some platforms only: make the rest now, on request.
             runner.say(f"lab: seeding {', '.join(missing)} for {', '.join(platforms)}")
@@ -234,7 +249,7 @@ def build_image(
             lab.seed(state, wanted)
             state.save(lab.home)
     secrets = ()
-    ca = config.ca_cert or state.ca_cert
+    ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
     if ca:
         secrets = (f"id=ca,src={Path(ca).expanduser()}",)
     build_args = {
@@ -245,7 +260,11 @@ def build_image(
     if options.no_cache:
         build_args.update(no_cache_args(dockerfile.read_text(encoding="utf-8")))
     build_args.update(parse_build_args(options.build_args))
-    cache = local_cache(config, image, runner)
+    capable = builder_is_capable(runner)
+    cache = local_cache(config, image, runner, capable)
+    provenance, note = buildx.provenance_for(options.provenance, capable)
+    if note:
+        runner.say(note)
     out = metadata_path(config, image)
     request = buildx.BuildRequest(
         tags=tags,
@@ -261,7 +280,7 @@ def build_image(
         annotations=meta.annotations,
         build_contexts=lab_ops.build_contexts(state),
         secrets=secrets,
-        provenance=options.provenance,
+        provenance=provenance,
     )
     if not runner.dry:
         out.parent.mkdir(parents=True, exist_ok=True)

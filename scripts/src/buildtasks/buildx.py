@@ -163,3 +163,22 @@ def platforms_needing_emulation(platforms: Sequence[str], host_arch: str) -> tup
     """Return the requested platforms whose architecture differs from the host's."""
     native = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(host_arch, host_arch)
     return tuple(p for p in platforms if p.split("/")[1] != native)
+
+
+PROVENANCE_UNSUPPORTED = (
+    "note: this builder cannot attach provenance attestations (the docker driver needs the "
+    "containerd image store; `uv run invoke lab.up` enables it): building without them"
+)
+
+
+def provenance_for(requested: str | None, supported: bool) -> tuple[str | None, str]:
+    """Decide the `--provenance` value and the note to print.
+
+    `requested` None leaves buildx's default (min provenance where supported). An explicit
+    request on a builder that cannot attest is turned off, with a note, instead of failing.
+    """
+    if requested is None or requested == "false":
+        return requested, ""
+    if not supported:
+        return "false", PROVENANCE_UNSUPPORTED
+    return requested, ""

@@ -99,7 +99,11 @@ class Config:
     registry: str
     images: Mapping[str, ImageSpec]
     cache_dir: str = "~/.cache/buildx"
+    #: A CA bundle passed to builds as the BuildKit secret `ca`; "none" turns off the
+    #: CA that `lab.up` detected.
     ca_cert: str = ""
+    #: Where build metadata, reports and SBOMs go (relative to the repository root).
+    artifacts_dir: str = ".buildtasks"
     scan: ScanConfig = field(default_factory=ScanConfig)
     sign: SignConfig = field(default_factory=SignConfig)
     lab: LabConfig = field(default_factory=LabConfig)
@@ -123,7 +127,7 @@ class Config:
 
 # --------------------------------------------------------------------------- parsing
 
-_TOP_KEYS = ("registry", "cache-dir", "ca-cert", "images", "scan", "sign", "lab")
+_TOP_KEYS = ("registry", "cache-dir", "ca-cert", "artifacts-dir", "images", "scan", "sign", "lab")
 _IMAGE_KEYS = (
     "repository",
     "dockerfile",
@@ -147,6 +151,7 @@ ENV_VARS = {
     "BUILDTASKS_REGISTRY": "registry",
     "BUILDTASKS_CACHE_DIR": "cache-dir",
     "BUILDTASKS_CA_CERT": "ca-cert",
+    "BUILDTASKS_ARTIFACTS_DIR": "artifacts-dir",
     "BUILDTASKS_PLATFORMS": "platforms",
     "BUILDTASKS_SCAN_SEVERITY": "scan.severity",
     "BUILDTASKS_SCAN_DB_REPOSITORIES": "scan.db-repositories",
@@ -182,6 +187,13 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of strings, got {value!r}")
     return tuple(v.strip() for v in value)
+
+
+def _lines(value: Any, where: str) -> tuple[str, ...]:
+    """metadata-action input lines: a list, or one string with a line each (commas are data)."""
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    return _str_list(value, where)
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -250,8 +262,8 @@ def _parse_image(key: str, table: Any) -> ImageSpec:
         tests=_str(table["tests"], f"{where}.tests") if "tests" in table else None,
         title=_str(table.get("title", ""), f"{where}.title"),
         description=_str(table.get("description", ""), f"{where}.description"),
-        tags=_str_list(table.get("tags", []), f"{where}.tags"),
-        flavor=_str_list(table.get("flavor", []), f"{where}.flavor"),
+        tags=_lines(table.get("tags", []), f"{where}.tags"),
+        flavor=_lines(table.get("flavor", []), f"{where}.flavor"),
     )
 
 
@@ -300,6 +312,9 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
         images=images,
         cache_dir=_str(table.get("cache-dir", "~/.cache/buildx"), "tool.buildtasks.cache-dir"),
         ca_cert=_str(table.get("ca-cert", ""), "tool.buildtasks.ca-cert"),
+        artifacts_dir=_str(
+            table.get("artifacts-dir", ".buildtasks"), "tool.buildtasks.artifacts-dir"
+        ),
         scan=scan,
         sign=sign,
         lab=lab,
@@ -310,7 +325,12 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
 def apply_env(config: Config, env: Mapping[str, str]) -> Config:
     """Apply `BUILDTASKS_*` environment overrides; unknown `BUILDTASKS_` names are errors."""
     for name in env:
-        if name.startswith("BUILDTASKS_") and name not in ENV_VARS and name not in _ENV_IGNORED:
+        if (
+            name.startswith("BUILDTASKS_")
+            and name not in ENV_VARS
+            and name not in _ENV_IGNORED
+            and not name.startswith(_ENV_IGNORED_PREFIXES)
+        ):
             raise ConfigError(
                 f"unknown environment variable {name}{_suggest(name, ENV_VARS)} "
                 f"(known: {', '.join(ENV_VARS)})"
@@ -321,6 +341,8 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
         config = replace(config, cache_dir=value)
     if "BUILDTASKS_CA_CERT" in env:
         config = replace(config, ca_cert=env["BUILDTASKS_CA_CERT"])
+    if value := env.get("BUILDTASKS_ARTIFACTS_DIR"):
+        config = replace(config, artifacts_dir=value)
     if value := env.get("BUILDTASKS_PLATFORMS"):
         platforms = parse_platforms(value, "BUILDTASKS_PLATFORMS")
         config = replace(
@@ -345,7 +367,16 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
 
 
 #: `BUILDTASKS_` variables read elsewhere (tests, lab), not configuration overrides.
-_ENV_IGNORED = frozenset({"BUILDTASKS_LAB_REGISTRY", "BUILDTASKS_LAB_HOME"})
+_ENV_IGNORED = frozenset(
+    {
+        "BUILDTASKS_LAB_REGISTRY",
+        "BUILDTASKS_LAB_HOME",
+        "BUILDTASKS_IMAGE",
+        "BUILDTASKS_SIZE_BUDGET_MB",
+    }
+)
+#: Prefixes of variables the image tests read (BUILDTASKS_IMAGE_BACKEND=sha256:...).
+_ENV_IGNORED_PREFIXES = ("BUILDTASKS_IMAGE_",)
 
 
 def find_root(start: Path) -> Path:

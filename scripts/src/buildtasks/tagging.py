@@ -23,6 +23,8 @@ class ImageMetadata:
     annotations: tuple[str, ...] = ()
     #: Set when the configured rules gave no tag and a local fallback was used.
     note: str = ""
+    #: What metadata-action would log as warnings (a tag that is not semver, ...).
+    warnings: tuple[str, ...] = ()
 
 
 #: Tags for a local build whose configured rules tag nothing (a feature branch, a detached
@@ -65,7 +67,9 @@ def image_metadata(
 
     def run(lines: Sequence[str]) -> metadata.Metadata:
         parsed = metadata.parse_tag_rules(lines)
-        return metadata.compute(ctx, list(names), parsed, parsed_flavor, now=now, **options)
+        return metadata.compute(
+            ctx, list(names), parsed, parsed_flavor, now=now, env=env, **options
+        )
 
     result = run(tag_lines)
     note = ""
@@ -94,4 +98,5 @@ def image_metadata(
         labels=labels,
         annotations=annotations,
         note=note,
+        warnings=tuple(result.warnings),
     )

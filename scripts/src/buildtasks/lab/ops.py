@@ -372,6 +372,8 @@ class Lab:
         A locally added CA (under /usr/local/share/ca-certificates) means HTTPS goes through an
         intercepting proxy: builds then get the system bundle as the BuildKit secret `ca`.
         """
+        if self.config.ca_cert == "none":
+            return ""
         if self.config.ca_cert:
             path = Path(self.config.ca_cert).expanduser()
             if not path.is_file():
@@ -492,7 +494,12 @@ class Lab:
             include += ["python3", "python3-venv"]
         with tempfile.TemporaryDirectory(prefix=f"lab-{arch}-", dir=self.home) as tmp:
             root = Path(tmp) / "rootfs"
-            mirror = plan.debian_mirror(_apt_sources_text())
+            os_release = plan.parse_os_release(_read("/etc/os-release"))
+            mirror = (
+                plan.debian_mirror(_apt_sources_text())
+                if os_release.get("ID") == "debian"
+                else plan.DEFAULT_DEBIAN_MIRROR
+            )
             self.runner.run(
                 plan.debootstrap(arch, self.config.lab.suite, root, mirror, include), capture=True
             )
@@ -633,6 +640,13 @@ def _native_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(
         host_platform.machine(), host_platform.machine()
     )
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 def _apt_sources_text() -> str:

@@ -28,7 +28,6 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "oras": "oras/sid",
     "cosign": "cosign/sid",
     "gitleaks": "gitleaks/sid",
-    "iptables": "iptables",
 }
 QEMU_PACKAGES = ("qemu-user-static", "binfmt-support")
 
@@ -103,7 +102,11 @@ def debian_mirror(sources_text: str) -> str:
     for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", sources_text, re.MULTILINE):
         if "security" not in match.group(1):
             return match.group(1).rstrip("/")
-    return "http://deb.debian.org/debian"
+    return DEFAULT_DEBIAN_MIRROR
+
+
+#: Where stand-ins come from on hosts whose own archive is not Debian's (Ubuntu).
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
 def engine_version(text: str) -> tuple[int, int]:

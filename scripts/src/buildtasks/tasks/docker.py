@@ -136,6 +136,8 @@ def tags(
         print(f"  version: {meta.version}")
         if meta.note:
             print(f"  note: {meta.note}")
+        for warning in meta.warnings:
+            print(f"  warning: {warning}")
         print("  tags:")
         for ref in meta.tags:
             print(f"    {ref}")
@@ -146,7 +148,7 @@ def tags(
 
 @task(
     help={
-        "image": "Configured image to push (default: every image that was built)",
+        "image": "Configured image to push (default: every configured image; each must have been built)",
     },
 )
 @errors_to_exit
@@ -167,7 +169,7 @@ def push(c: Context, image: str = "") -> None:
         report = push_by_digest(recorded.digest, recorded.tags, runner)
         print(f"{spec.key}: {report.digest}")
         for ref in report.pushed:
-            print(f"  pushed {ref}")
+            print(f"  {'would push' if runner.dry else 'pushed'} {ref}")
 
 
 @task(
