@@ -18,6 +18,7 @@ from pathlib import Path
 
 from buildtasks.build import BuildOptions, build_image
 from buildtasks.config import Config, ImageSpec
+from buildtasks.imagetesting import unpacked_bytes
 from buildtasks.runner import Runner
 
 BEGIN = "<!-- benchmark:begin -->"
@@ -49,19 +50,6 @@ def timed(action: Callable[[], object]) -> float:
 
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-
-def unpacked_bytes(image: str) -> int:
-    """The size of the image's flattened filesystem, as `docker export` streams it."""
-    container = _docker("create", image).strip()
-    try:
-        proc = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
-        proc.wait()
-        return size
-    finally:
-        _docker("rm", "-f", container)
 
 
 def seconds_to_healthy(image: str, *args: str, timeout: float = 60) -> float:

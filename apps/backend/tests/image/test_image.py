@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import subprocess
-import tarfile
-from pathlib import Path
 
 import pytest
 
-from .conftest import docker
+from buildtasks.imagetesting import (
+    docker,
+    layers_containing,
+    local_ca_markers,
+    size_budget_mb,
+    unpacked_bytes,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -90,46 +91,18 @@ def test_no_build_context_leftovers(image):
     assert result.returncode == 0, result.stdout
 
 
-def _local_cas() -> list[bytes]:
-    """Body lines of CAs added on this machine (a proxy's CA), which must never reach a layer."""
-    found = []
-    for path in Path("/usr/local/share/ca-certificates").rglob("*.crt"):
-        lines = [ln for ln in path.read_bytes().splitlines() if ln and not ln.startswith(b"-----")]
-        if len(lines) > 2:
-            found.append(lines[len(lines) // 2])
-    return found
-
-
 def test_no_proxy_ca_in_any_layer(image, tmp_path):
-    markers = _local_cas()
+    markers = local_ca_markers()
     if not markers:
         pytest.skip("this machine has no locally added CA to look for")
-    archive = tmp_path / "image.tar"
-    with open(archive, "wb") as out:
-        subprocess.run(["docker", "save", image], stdout=out, check=True, timeout=300)
-    with tarfile.open(archive) as outer:
-        for member in outer.getmembers():
-            if not member.isfile() or member.size < 512:
-                continue
-            data = outer.extractfile(member).read()
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            for marker in markers:
-                assert marker not in data, f"proxy CA found in {member.name}"
+    assert layers_containing(image, markers, tmp_path) == [], "the proxy CA reached a layer"
 
 
 def test_unpacked_size_within_budget(image):
-    budget = int(os.environ.get("BUILDTASKS_SIZE_BUDGET_MB", "0"))
+    budget = size_budget_mb()
     if not budget:
         pytest.skip("no size budget configured for this image")
-    name = docker("create", image).stdout.strip()
-    try:
-        proc = subprocess.Popen(["docker", "export", name], stdout=subprocess.PIPE)
-        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
-        proc.wait(timeout=120)
-    finally:
-        docker("rm", "-f", name, check=False)
-    megabytes = size / 1_000_000
+    megabytes = unpacked_bytes(image) / 1_000_000
     print(f"unpacked size: {megabytes:.1f} MB (budget {budget} MB)")
     assert megabytes <= budget, f"image is {megabytes:.1f} MB unpacked, budget {budget} MB"
 

@@ -1,0 +1,190 @@
+"""Fixtures and checks for tests of built images: real containers on the real engine.
+
+Each app's `tests/image/conftest.py` imports the fixtures it needs from here and sets its
+service port with a `container_port` fixture. The image under test comes from
+`BUILDTASKS_IMAGE` (a digest or `name@sha256:...`), set by `uv run nox -s image_tests` and
+`uv run invoke docker.build --test`; its size budget from `BUILDTASKS_SIZE_BUDGET_MB`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI and capture its output as text."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    )
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class Container:
+    """A running container whose service port is published on 127.0.0.1."""
+
+    name: str
+    port: int
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def request(self, path: str, method: str = "GET", timeout: float = 10) -> Response:
+        req = urllib.request.Request(self.url(path), method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as response:
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                return Response(response.status, headers, response.read())
+        except urllib.error.HTTPError as exc:
+            headers = {k.lower(): v for k, v in exc.headers.items()}
+            return Response(exc.code, headers, exc.read())
+
+    def get(self, path: str) -> tuple[int, dict]:
+        response = self.request(path)
+        return response.status, response.json()
+
+    def health(self) -> str:
+        out = docker("inspect", "--format", "{{json .State.Health}}", self.name).stdout
+        return (json.loads(out) or {}).get("Status", "none")
+
+    def running(self) -> bool:
+        out = docker("inspect", "--format", "{{.State.Running}}", self.name, check=False).stdout
+        return out.strip() == "true"
+
+    def wait_healthy(self, seconds: float = 30) -> float:
+        """Wait for Docker to report the container healthy; return the seconds it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            status = self.health()
+            if status == "healthy":
+                return time.monotonic() - started
+            if status == "unhealthy" or not self.running():
+                break
+            time.sleep(0.1)
+        logs = docker("logs", self.name, check=False).stderr[-2000:]
+        raise AssertionError(f"{self.name} not healthy (state {self.health()}): {logs}")
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    ref = os.environ.get("BUILDTASKS_IMAGE", "")
+    if not ref:
+        pytest.fail(
+            "BUILDTASKS_IMAGE is not set: run these through `uv run nox -s image_tests` "
+            "or `uv run invoke docker.build --test`"
+        )
+    return ref
+
+
+@pytest.fixture
+def network() -> Iterator[str]:
+    """A user-defined network, so containers reach each other by alias."""
+    name = f"imgtest-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", name)
+    yield name
+    docker("network", "rm", name, check=False)
+
+
+@pytest.fixture
+def run_container(image: str, container_port: int) -> Iterator:
+    """Start containers of the image under test (or of `image=`); all are removed afterwards."""
+    started: list[str] = []
+
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        network: str = "",
+        alias: str = "",
+        port: int = container_port,
+        image: str = image,
+    ) -> Container:
+        name = f"imgtest-{uuid.uuid4().hex[:8]}"
+        argv = ["run", "-d", "--name", name, "-p", f"127.0.0.1::{port}"]
+        for key, value in (env or {}).items():
+            argv += ["-e", f"{key}={value}"]
+        if network:
+            argv += ["--network", network]
+        if alias:
+            argv += ["--network-alias", alias]
+        docker(*argv, image, *args)
+        started.append(name)
+        mapped = docker("port", name, f"{port}/tcp").stdout.strip().splitlines()[0]
+        return Container(name, int(mapped.rsplit(":", 1)[1]))
+
+    yield start
+    for name in started:
+        docker("rm", "-f", name, check=False)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def unpacked_bytes(image: str) -> int:
+    """The size of the image's flattened filesystem, as `docker export` streams it."""
+    name = docker("create", image).stdout.strip()
+    try:
+        proc = subprocess.Popen(["docker", "export", name], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
+        proc.wait(timeout=120)
+        return size
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def size_budget_mb() -> int:
+    """The configured budget of the image under test, 0 when none is configured."""
+    return int(os.environ.get("BUILDTASKS_SIZE_BUDGET_MB", "0"))
+
+
+def local_ca_markers(directory: Path = Path("/usr/local/share/ca-certificates")) -> list[bytes]:
+    """A body line of each CA added on this machine (a proxy's CA), to look for in layers."""
+    found = []
+    for path in directory.rglob("*.crt"):
+        lines = [ln for ln in path.read_bytes().splitlines() if ln and not ln.startswith(b"-----")]
+        if len(lines) > 2:
+            found.append(lines[len(lines) // 2])
+    return found
+
+
+def layers_containing(image: str, markers: list[bytes], workdir: Path) -> list[str]:
+    """The blobs of `docker save IMAGE` (layers decompressed) that contain any marker."""
+    archive = workdir / "image.tar"
+    with open(archive, "wb") as out:
+        subprocess.run(["docker", "save", image], stdout=out, check=True, timeout=300)
+    hits = []
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile() or member.size < 512:
+                continue
+            extracted = outer.extractfile(member)
+            data = extracted.read() if extracted else b""
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            if any(marker in data for marker in markers):
+                hits.append(member.name)
+    return hits
