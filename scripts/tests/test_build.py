@@ -12,6 +12,7 @@ import pytest
 
 from buildtasks import config as config_mod
 from buildtasks.build import (
+    bases_to_seed,
     explicit_tags,
     image_names,
     no_cache_args,
@@ -153,3 +154,17 @@ def test_the_repository_dockerfiles_declare_their_cache_switches(repo_root):
         ("apps/frontend/Dockerfile", "PNPM_NO_CACHE"),
     ):
         assert arg in no_cache_args((repo_root / path).read_text())
+
+
+def test_only_the_bases_a_dockerfile_uses_are_seeded_for_new_platforms():
+    dockerfile = "ARG BASE_IMAGE=python:3.11-slim\nARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9\n"
+    configured = ("python:3.11-slim", "ghcr.io/astral-sh/uv:0.13.9", "node:20-slim", "redis:7")
+    seeded = {
+        "python:3.11-slim": ["linux/amd64"],
+        "ghcr.io/astral-sh/uv:0.13.9": ["linux/amd64", "linux/arm64"],
+        "node:20-slim": ["linux/amd64"],
+        "old:1": ["linux/amd64"],
+    }
+    wanted = ("linux/amd64", "linux/arm64")
+    assert bases_to_seed(dockerfile, configured, seeded, wanted) == ["python:3.11-slim"]
+    assert bases_to_seed(dockerfile, configured, seeded, ("linux/amd64",)) == []

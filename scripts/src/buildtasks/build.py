@@ -80,6 +80,20 @@ def no_cache_args(dockerfile_text: str) -> dict[str, str]:
     return {name: "1" for name in NO_CACHE_ARGS if name in declared}
 
 
+def bases_to_seed(
+    dockerfile_text: str,
+    configured: Sequence[str],
+    seeded: Mapping[str, Sequence[str]],
+    platforms: Sequence[str],
+) -> list[str]:
+    """The lab stand-ins this Dockerfile uses that still lack some of `platforms`."""
+    return [
+        ref
+        for ref, have in seeded.items()
+        if ref in configured and ref in dockerfile_text and not set(platforms) <= set(have)
+    ]
+
+
 def parse_build_args(values: Sequence[str]) -> dict[str, str]:
     """Turn `KEY=VALUE` strings into a dict; fail naming the malformed one."""
     result = {}
@@ -236,17 +250,15 @@ def build_image(
     if not runner.dry:
         if buildx.platforms_needing_emulation(platforms, os.uname().machine):
             lab_ops.Lab(config, runner).ensure_qemu(platforms)
-        missing = [
-            ref
-            for ref, have in state.seeded.items()
-            if ref in config.lab.seed and not set(platforms) <= set(have)
-        ]
+        missing = bases_to_seed(
+            dockerfile.read_text(encoding="utf-8"), config.lab.seed, state.seeded, platforms
+        )
         if missing:
             # The lab made stand-ins for some platforms only: make the rest now, on request.
             runner.say(f"lab: seeding {', '.join(missing)} for {', '.join(platforms)}")
             wanted = sorted({*platforms, *(p for ref in missing for p in state.seeded[ref])})
             lab = lab_ops.Lab(config, runner)
-            lab.seed(state, wanted)
+            lab.seed(state, wanted, refs=missing)
             state.save(lab.home)
     secrets = ()
     ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)

@@ -389,10 +389,13 @@ class Lab:
 
     # -------------------------------------------------------------- stand-ins
 
-    def seed(self, state: State, platforms: Sequence[str]) -> None:
-        """Seed every configured base image for `platforms` unless its upstream is reachable."""
+    def seed(self, state: State, platforms: Sequence[str], refs: Sequence[str] = ()) -> None:
+        """Seed the configured base images (or just `refs`) for `platforms`.
+
+        A base whose upstream registry is reachable needs no stand-in and is skipped.
+        """
         jobs = []
-        for ref in self.config.lab.seed:
+        for ref in refs or self.config.lab.seed:
             base = plan.parse_base_ref(ref)
             have = set(state.seeded.get(ref, []))
             if set(platforms) <= have and self._manifest_exists(plan.lab_ref(base, self.registry)):
