@@ -128,3 +128,24 @@ def test_debootstrap_is_minbase_with_the_requested_packages():
 )
 def test_engine_version(text, version):
     assert plan.engine_version(text) == version
+
+
+@pytest.mark.parametrize(
+    ("text", "enabled", "interpreter"),
+    [
+        (
+            "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\n",
+            True,
+            "/usr/bin/qemu-aarch64-static",
+        ),
+        (
+            "disabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n",
+            False,
+            "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+        ),
+        ("", False, ""),
+    ],
+)
+def test_binfmt_entries_are_parsed(text, enabled, interpreter):
+    entry = plan.parse_binfmt_entry(text)
+    assert (entry.enabled, entry.interpreter) == (enabled, interpreter)

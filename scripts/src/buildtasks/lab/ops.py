@@ -338,8 +338,20 @@ class Lab:
     # -------------------------------------------------------------- QEMU
 
     def binfmt_enabled(self, arch: str) -> bool:
+        """Whether the kernel runs `arch` binaries through an interpreter that still exists."""
         entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{plan.qemu_name(arch)}"
-        return entry.is_file() and entry.read_text(encoding="utf-8").startswith("enabled")
+        if not entry.is_file():
+            return False
+        status = plan.parse_binfmt_entry(entry.read_text(encoding="utf-8"))
+        if status.enabled and status.interpreter and not Path(status.interpreter).exists():
+            # A handler left behind by an uninstalled QEMU: remove it so it can be registered again.
+            self.runner.say(
+                f"lab: qemu       removing stale handler {entry.name} ({status.interpreter} is gone)"
+            )
+            if not self.runner.dry and is_root():
+                entry.write_text("-1", encoding="utf-8")
+            return False
+        return status.enabled
 
     def ensure_qemu(self, platforms: Sequence[str]) -> None:
         """Make foreign `platforms` runnable through QEMU binfmt handlers, installing if needed."""
@@ -361,7 +373,8 @@ class Lab:
         if not Path("/proc/sys/fs/binfmt_misc/register").exists():
             self.runner.run(plan.binfmt_mount())
         for arch in todo:
-            self.runner.run(plan.binfmt_enable(arch))
+            if not self.binfmt_enabled(arch):  # the package's postinst usually registered it
+                self.runner.run(plan.binfmt_enable(arch))
         self.runner.say(f"lab: qemu       enabled for {', '.join(todo)}")
 
     # -------------------------------------------------------------- CA

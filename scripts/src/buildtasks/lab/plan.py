@@ -348,3 +348,18 @@ def binfmt_enable(arch: str) -> Command:
 def qemu_name(arch: str) -> str:
     """Debian's binfmt entry name for a Docker architecture."""
     return {"arm64": "aarch64", "amd64": "x86_64", "386": "i386"}.get(arch, arch)
+
+
+@dataclass(frozen=True)
+class BinfmtEntry:
+    enabled: bool
+    interpreter: str
+
+
+def parse_binfmt_entry(text: str) -> BinfmtEntry:
+    """Parse a /proc/sys/fs/binfmt_misc entry ("enabled", "interpreter /usr/bin/...")."""
+    lines = text.splitlines()
+    interpreter = next((ln.split(None, 1)[1] for ln in lines if ln.startswith("interpreter ")), "")
+    return BinfmtEntry(
+        enabled=bool(lines) and lines[0].strip() == "enabled", interpreter=interpreter
+    )
