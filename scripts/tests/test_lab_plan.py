@@ -41,14 +41,52 @@ def test_apt_packages_per_distribution(os_id, missing, expected):
     assert plan.apt_packages(missing, {"ID": os_id}) == expected
 
 
-def test_debian_mirror_from_deb822_and_one_line_sources():
-    deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n"
-    assert plan.debian_mirror(deb822) == "http://deb.debian.org/debian"
-    assert (
-        plan.debian_mirror("deb [arch=amd64] http://m.example/debian/ bookworm main\n")
-        == "http://m.example/debian"
-    )
-    assert plan.debian_mirror("") == "http://deb.debian.org/debian"
+NODESOURCE = (
+    "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n"
+)
+DEBIAN = (
+    "Types: deb\n# a snapshot comment\nURIs: http://deb.debian.org/debian\n"
+    "Suites: bookworm bookworm-updates\nComponents: main\n\n"
+    "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "suite", "expected"),
+    [
+        pytest.param(DEBIAN, "bookworm", "http://deb.debian.org/debian", id="deb822"),
+        pytest.param(
+            NODESOURCE + "\n" + DEBIAN,
+            "bookworm",
+            "http://deb.debian.org/debian",
+            id="third-party-listed-first",
+        ),
+        pytest.param(
+            NODESOURCE, "bookworm", "http://deb.debian.org/debian", id="no-debian-source-falls-back"
+        ),
+        pytest.param(
+            "deb [arch=amd64] http://m.example/debian/ bookworm main\n",
+            "bookworm",
+            "http://m.example/debian",
+            id="one-line",
+        ),
+        pytest.param(
+            "deb http://security.debian.org/ bookworm-security main\n",
+            "bookworm",
+            "http://deb.debian.org/debian",
+            id="security-only",
+        ),
+        pytest.param(DEBIAN, "", "http://deb.debian.org/debian", id="no-suite-given"),
+        pytest.param(
+            "Types: deb\nURIs: http://x/debian\nSuites: bookworm\nEnabled: no\n",
+            "bookworm",
+            "http://deb.debian.org/debian",
+            id="disabled-stanza",
+        ),
+    ],
+)
+def test_debian_mirror_is_the_source_of_the_suite(text, suite, expected):
+    assert plan.debian_mirror(text, suite) == expected
 
 
 @pytest.mark.parametrize(

@@ -234,13 +234,9 @@ class Lab:
         os_release = plan.parse_os_release(Path("/etc/os-release").read_text(encoding="utf-8"))
         self.runner.say(f"lab: installing {', '.join(missing)}")
         if os_release.get("ID") == "debian" and not self.runner.dry:
-            sources = "".join(
-                p.read_text(encoding="utf-8", errors="replace")
-                for p in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
-                if p.is_file()
-            )
+            mirror = plan.debian_mirror(_apt_sources_text(), os_release.get("VERSION_CODENAME", ""))
             Path(plan.SOURCES_FILE).write_text(
-                plan.EXTRA_SOURCES.format(mirror=plan.debian_mirror(sources)), encoding="utf-8"
+                plan.EXTRA_SOURCES.format(mirror=mirror), encoding="utf-8"
             )
             Path(plan.PINS_FILE).write_text(plan.EXTRA_PINS, encoding="utf-8")
         self.runner.run(
@@ -512,7 +508,7 @@ class Lab:
             root = Path(tmp) / "rootfs"
             os_release = plan.parse_os_release(_read("/etc/os-release"))
             mirror = (
-                plan.debian_mirror(_apt_sources_text())
+                plan.debian_mirror(_apt_sources_text(), self.config.lab.suite)
                 if os_release.get("ID") == "debian"
                 else plan.DEFAULT_DEBIAN_MIRROR
             )
@@ -666,12 +662,18 @@ def _read(path: str) -> str:
 
 
 def _apt_sources_text() -> str:
+    """The machine's active apt sources (apt reads only *.list and *.sources files)."""
+    directory = Path("/etc/apt/sources.list.d")
     paths = [
         Path("/etc/apt/sources.list"),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
+        *sorted(directory.glob("*.sources")),
+        *sorted(directory.glob("*.list")),
     ]
-    return "".join(p.read_text(encoding="utf-8", errors="replace") for p in paths if p.is_file())
+    return "\n\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in paths
+        if p.is_file() and not p.name.startswith("buildtasks-lab")
+    )
 
 
 def _strip_docs(doc: Path) -> None:

@@ -94,14 +94,32 @@ def apt_install(packages: Sequence[str]) -> Command:
     )
 
 
-def debian_mirror(sources_text: str) -> str:
-    """Return the first Debian archive URI configured on this machine (deb822 or one-line)."""
-    for match in re.finditer(r"^URIs:\s*(\S+)", sources_text, re.MULTILINE):
-        if "security" not in match.group(1):
-            return match.group(1).rstrip("/")
-    for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", sources_text, re.MULTILINE):
-        if "security" not in match.group(1):
-            return match.group(1).rstrip("/")
+def debian_mirror(sources_text: str, suite: str = "") -> str:
+    """Return the Debian archive URI this machine uses for `suite` (deb822 or one-line).
+
+    Only stanzas that serve the suite (or, without one, any non-security Debian suite) count:
+    a third-party repository listed first must not become the Debian mirror.
+    """
+    candidates: list[tuple[str, list[str]]] = []
+    for stanza in re.split(r"\n\s*\n", sources_text):
+        fields = dict(
+            (m.group(1).lower(), m.group(2).strip())
+            for m in re.finditer(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.MULTILINE)
+        )
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        for uri in fields.get("uris", "").split():
+            candidates.append((uri, fields.get("suites", "").split()))
+    for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", sources_text, re.MULTILINE):
+        candidates.append((match.group(1), [match.group(2)]))
+    for uri, suites in candidates:
+        if "security" in uri or "security" in " ".join(suites):
+            continue
+        if suite and suite not in suites:
+            continue
+        if not suite and "debian" not in uri:
+            continue
+        return uri.rstrip("/")
     return DEFAULT_DEBIAN_MIRROR
 
 
