@@ -187,3 +187,15 @@ def test_engine_version(text, version):
 def test_binfmt_entries_are_parsed(text, enabled, interpreter):
     entry = plan.parse_binfmt_entry(text)
     assert (entry.enabled, entry.interpreter) == (enabled, interpreter)
+
+
+def test_orphaned_bridges_are_the_down_docker_bridges_of_unknown_networks():
+    links = [
+        {"ifname": "docker0", "operstate": "DOWN"},
+        {"ifname": "br-8cd0a3796258", "operstate": "DOWN"},
+        {"ifname": "br-1a7fd532fc2c", "operstate": "DOWN"},
+        {"ifname": "br-aaaaaaaaaaaa", "operstate": "UP"},
+        {"ifname": "br-lan", "operstate": "DOWN"},
+    ]
+    ids = ["1a7fd532fc2cd58c6acd6f58d4ef9cd311d8142d7390199e0463228c5b5fa70e"]
+    assert plan.orphaned_bridges(links, ids) == ("br-8cd0a3796258",)

@@ -70,3 +70,16 @@ def test_down_with_nothing_started_says_so(tmp_path):
     result = invoke("lab.down", env={"BUILDTASKS_LAB_HOME": str(tmp_path)})
     assert result.returncode == 0
     assert "nothing to stop" in result.stderr
+
+
+def test_up_removes_a_bridge_left_by_a_lost_engine_state(lab):
+    name = "br-0badc0ffee00"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        result = invoke("lab.up")
+        assert result.returncode == 0, result.stderr
+        assert "orphaned bridge" in result.stderr
+        gone = subprocess.run(["ip", "link", "show", name], capture_output=True, check=False)
+        assert gone.returncode != 0
+    finally:
+        subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)

@@ -27,10 +27,13 @@ import pytest
 def docker(
     *args: str, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI and capture its output as text."""
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=check, timeout=timeout
+    """Run the docker CLI and capture its output; with `check`, fail showing docker's error."""
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=False, timeout=timeout
     )
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:2])} failed: {result.stderr.strip()[-500:]}")
+    return result
 
 
 @dataclass
@@ -106,7 +109,13 @@ def network() -> Iterator[str]:
     name = f"imgtest-{uuid.uuid4().hex[:8]}"
     docker("network", "create", name)
     yield name
-    docker("network", "rm", name, check=False)
+    # Containers of run_container may still be attached (fixtures tear down in reverse order).
+    attached = docker(
+        "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name
+    )
+    for container in attached.stdout.split():
+        docker("rm", "-f", container, check=False)
+    docker("network", "rm", name)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from buildtasks.command import Command
@@ -65,6 +66,12 @@ class Runner:
                 return tool
         elif path := self.which(tool):
             return path
+        elif (beside := Path(sys.executable).parent / tool).is_file() and os.access(
+            beside, os.X_OK
+        ):
+            # Tools from the locked dev dependencies, when the venv is not on PATH
+            # (`.venv/bin/invoke ...` run directly).
+            return str(beside)
         hint = INSTALL_HINTS.get(os.path.basename(tool), f"install {tool} and put it on PATH")
         raise ToolNotFound(f"{tool} not found: {hint}")
 

@@ -333,6 +333,27 @@ class Lab:
 
     # -------------------------------------------------------------- QEMU
 
+    def prune_orphaned_bridges(self) -> None:
+        """Delete Docker bridges left behind by an engine whose state is gone."""
+        if self.runner.dry or not is_root() or not shutil.which("ip"):
+            return
+        try:
+            links = json.loads(
+                self.runner.output(Command(("ip", "-j", "link", "show", "type", "bridge"))) or "[]"
+            )
+            ids = self.runner.output(
+                Command(("docker", "network", "ls", "-q", "--no-trunc"))
+            ).split()
+        except (BuildtasksError, json.JSONDecodeError):
+            return
+        orphans = plan.orphaned_bridges(links, ids)
+        for name in orphans:
+            self.runner.run(Command(("ip", "link", "delete", name)), capture=True, check=False)
+        if orphans:
+            self.runner.say(
+                f"lab: engine     removed {len(orphans)} orphaned bridge(s) holding network subnets"
+            )
+
     def binfmt_enabled(self, arch: str) -> bool:
         """Whether the kernel runs `arch` binaries through an interpreter that still exists."""
         entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{plan.qemu_name(arch)}"
@@ -541,6 +562,7 @@ class Lab:
         self.start_registry(state)
         state.registry = self.registry
         self.start_engine(state, config_changed=changed)
+        self.prune_orphaned_bridges()
         if qemu:
             self.ensure_qemu(("linux/amd64", "linux/arm64"))
         state.ca_cert = self.detect_ca()

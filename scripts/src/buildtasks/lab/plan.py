@@ -381,3 +381,22 @@ def parse_binfmt_entry(text: str) -> BinfmtEntry:
     return BinfmtEntry(
         enabled=bool(lines) and lines[0].strip() == "enabled", interpreter=interpreter
     )
+
+
+def orphaned_bridges(links: list[dict[str, object]], network_ids: list[str]) -> tuple[str, ...]:
+    """Docker bridges (`br-<12 hex of a network id>`) whose network the engine no longer knows.
+
+    They are left in the kernel when an engine's state is lost, and still claim their subnets,
+    so new networks fail with "could not find an available, non-overlapping IPv4 address pool".
+    Only bridges that are down (nothing attached) are returned.
+    """
+    known = {n[:12] for n in network_ids}
+    found = []
+    for link in links:
+        name = str(link.get("ifname", ""))
+        if not re.fullmatch(r"br-[0-9a-f]{12}", name):
+            continue
+        if name[3:] in known or str(link.get("operstate", "")).upper() == "UP":
+            continue
+        found.append(name)
+    return tuple(found)
