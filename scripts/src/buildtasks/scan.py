@@ -495,7 +495,8 @@ class ScanResult:
         )
 
 
-def _relative(config: Config, path: Path) -> str:
+def display_path(config: Config, path: Path) -> str:
+    """`path` relative to the repository when inside it, else as given (for messages)."""
     try:
         return str(path.relative_to(config.root))
     except ValueError:
@@ -604,7 +605,7 @@ def _decide(
         opts.severity,
         opts.ignore_unfixed,
         db_repository,
-        sarif_name=_relative(config, sarif_path),
+        sarif_name=display_path(config, sarif_path),
     )
 
 

@@ -12,7 +12,7 @@ from buildtasks.build import read_recorded
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import ConfigError, GateFailed
 from buildtasks.sbom import write_sbom
-from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
+from buildtasks.scan import ScanOptions, display_path, scan_dockerfile, scan_image
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 
 _IMAGE_HELP = "Configured image (default: every image in [tool.buildtasks.images])"
@@ -127,4 +127,4 @@ def sbom(
         for fmt, path in result.files.items():
             count = result.packages.get(fmt)
             listed = f" ({count} packages)" if count is not None else ""
-            print(f"{spec.key}: {os.path.relpath(path, config.root)}{listed}")
+            print(f"{spec.key}: {display_path(config, path)}{listed}")
