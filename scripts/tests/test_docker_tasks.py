@@ -134,17 +134,15 @@ def test_the_default_scheme_end_to_end_in_the_lab(lab, tmp_path, event, ref, pay
     assert registry_tags(name) == expected
 
 
-@pytest.fixture
-def spare_registry(tmp_path):
-    """A second real registry on its own port, which the test may stop."""
-    port = 5000 + 100 + os.getpid() % 800
-    config = tmp_path / "registry.yml"
+def _start_registry(tmp_path, port: int, **extra):
+    config = tmp_path / f"registry-{port}.yml"
     config.write_text(
         json.dumps(
             {
                 "version": "0.1",
-                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / f"data-{port}")}},
                 "http": {"addr": f"127.0.0.1:{port}"},
+                **extra,
             }
         )
     )
@@ -154,12 +152,48 @@ def spare_registry(tmp_path):
     )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 10
-    while not registry_reachable(address):
-        assert time.monotonic() < deadline, "spare registry did not start"
+    while not registry_reachable(address) and proc.poll() is None:
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.1)
+    return address, proc
+
+
+@pytest.fixture
+def spare_registry(tmp_path):
+    """A second real registry on its own port, which the test may stop."""
+    address, proc = _start_registry(tmp_path, 5000 + 100 + os.getpid() % 800)
     yield address, proc
     proc.kill()
     proc.wait()
+
+
+@pytest.fixture
+def auth_registry(tmp_path):
+    """A real registry that demands authentication, for which Docker holds no credentials."""
+    port = 5000 + 900 + os.getpid() % 90
+    realm = f"http://127.0.0.1:{port}/auth"
+    address, proc = _start_registry(
+        tmp_path, port, auth={"silly": {"realm": realm, "service": "lab"}}
+    )
+    yield address
+    proc.kill()
+    proc.wait()
+
+
+def test_push_without_a_login_fails_in_one_line_before_pushing(auth_registry, tmp_path):
+    name = f"{auth_registry}/auth/monorepo"
+    build = build_backend(name, "x")
+    assert build.returncode == 0, build.stderr
+    push = invoke(
+        "docker.push", "--image", "backend", env={"DOCKER_CONFIG": str(tmp_path / "no-login")}
+    )
+    assert push.returncode == 4, push.stderr
+    assert push.stderr.strip().splitlines()[-1] == (
+        f"error: not logged in to {auth_registry}: log in with `docker login {auth_registry}` "
+        "(in GitHub Actions: docker/login-action with packages: write)"
+    )
+    assert "+ docker image push" not in push.stderr
 
 
 def test_push_to_a_stopped_registry_fails_in_one_line_and_reports_no_success(spare_registry):
@@ -394,3 +428,23 @@ def test_provenance_max_is_attached_to_the_pushed_index(lab):
         for layer in manifest["layers"]
     }
     assert "https://slsa.dev/provenance/v0.2" in predicates
+
+
+def test_a_missing_buildx_plugin_names_the_fix(tmp_path):
+    # The real docker CLI and engine, with only the buildx plugin made unavailable.
+    real = shutil.which("docker")
+    shim = tmp_path / "bin" / "docker"
+    shim.parent.mkdir()
+    shim.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = buildx ]; then echo "docker: \'buildx\' is not a docker command." >&2; exit 1; fi\n'
+        f'exec {real} "$@"\n'
+    )
+    shim.chmod(0o755)
+    result = invoke(
+        "docker.build", "--image", "backend", env={"PATH": f"{shim.parent}:{os.environ['PATH']}"}
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: docker buildx is missing: run `uv run invoke lab.up` or install docker-buildx"
+    )

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError, CommandFailed, RegistryUnavailable
 from buildtasks.runner import Runner
 
-AUTH_ERRORS = re.compile(r"unauthorized|authentication required|denied|forbidden|401|403", re.I)
+AUTH_ERRORS = re.compile(
+    r"unauthorized|authentication required|denied|forbidden|failed to authorize|anonymous token"
+    r"|no basic auth credentials|\b401\b|\b403\b",
+    re.I,
+)
 DOWN_ERRORS = re.compile(
     r"connection refused|no such host|i/o timeout|connection reset|dial tcp|server misbehaving",
     re.I,
@@ -51,14 +55,35 @@ def manifest_digest(raw: str) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+def login_fix(registry: str) -> str:
+    return (
+        f"log in with `docker login {registry}` "
+        "(in GitHub Actions: docker/login-action with packages: write)"
+    )
+
+
+def login_missing(registry: str, v2_status: int, docker_config: Mapping[str, object]) -> bool:
+    """Whether a push to `registry` will be refused for want of credentials.
+
+    The registry asks for authentication (401 on /v2/) and Docker holds none for it: no
+    `auths` entry, no credential helper for it, and no default credential store.
+    """
+    if v2_status != 401:
+        return False
+    auths = docker_config.get("auths") or {}
+    helpers = docker_config.get("credHelpers") or {}
+    hosts = {registry, f"https://{registry}", f"http://{registry}"}
+    if registry == "docker.io":
+        hosts |= {"https://index.docker.io/v1/", "index.docker.io"}
+    known = any(h in auths for h in hosts) or any(h in helpers for h in hosts)  # type: ignore[operator]
+    return not known and not docker_config.get("credsStore")
+
+
 def classify_push_failure(ref: str, stderr: str) -> BuildtasksError | None:
     """Turn a push's error text into a one-line error that names the fix, when recognisable."""
     registry = registry_of(ref)
     if AUTH_ERRORS.search(stderr):
-        return RegistryUnavailable(
-            f"not allowed to push to {registry}: log in with `docker login {registry}` "
-            "(in GitHub Actions: docker/login-action with packages: write)"
-        )
+        return RegistryUnavailable(f"not allowed to push to {registry}: {login_fix(registry)}")
     if DOWN_ERRORS.search(stderr):
         fix = (
             "start it with `uv run invoke lab.up`"
@@ -129,3 +154,29 @@ def verify_pushed(digest: str, tags: Sequence[str], runner: Runner) -> None:
                 f"registry serves {served[:19]} for {ref}, not the built {digest[:19]}: "
                 "another push raced this one; rerun docker.push"
             )
+
+
+def require_login(registry: str, *, env: Mapping[str, str]) -> None:
+    """Fail before pushing anything when `registry` wants a login Docker does not have."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    scheme = "http" if registry.startswith(("127.", "localhost")) else "https"
+    host = "registry-1.docker.io" if registry == "docker.io" else registry
+    try:
+        with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=5) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError:
+        return  # unreachable: the push itself reports it with the right fix
+    config_dir = Path(env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"))
+    try:
+        docker_config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        docker_config = {}
+    if login_missing(registry, status, docker_config):
+        raise RegistryUnavailable(f"not logged in to {registry}: {login_fix(registry)}")

@@ -18,7 +18,8 @@ from buildtasks.build import BuildOptions, BuildOutcome, build_image
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
-from buildtasks.push import push_by_digest
+from buildtasks.lab.ops import require_registry
+from buildtasks.push import push_by_digest, registry_of, require_login
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
@@ -145,4 +146,8 @@ def release(
     if not options.push:
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
+    if not runner.dry:  # every target registry up and logged in before the first push
+        for registry in dict.fromkeys(registry_of(t) for s in stages for t in s.build.tags):
+            require_registry(registry)
+            require_login(registry, env=env)
     return [publish(config, stage, runner, options, env=env) for stage in stages]

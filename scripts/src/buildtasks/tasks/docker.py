@@ -156,7 +156,7 @@ def push(c: Context, image: str = "") -> None:
     """Push the last build's tags by digest and verify the registry serves that digest."""
     from buildtasks.build import preflight, read_recorded
     from buildtasks.lab.ops import require_registry
-    from buildtasks.push import push_by_digest, registry_of
+    from buildtasks.push import push_by_digest, registry_of, require_login
 
     config = load_config(c)
     runner = runner_for(c)
@@ -166,6 +166,7 @@ def push(c: Context, image: str = "") -> None:
         for registry in dict.fromkeys(registry_of(t) for t in recorded.tags):
             if not runner.dry:
                 require_registry(registry)
+                require_login(registry, env=os.environ)
         report = push_by_digest(recorded.digest, recorded.tags, runner)
         print(f"{spec.key}: {report.digest}")
         for ref in report.pushed:
