@@ -197,3 +197,21 @@ def layers_containing(image: str, markers: list[bytes], workdir: Path) -> list[s
             if any(marker in data for marker in markers):
                 hits.append(member.name)
     return hits
+
+
+def assert_no_proxy_ca_in_layers(image: str, workdir: Path) -> None:
+    """Fail when a CA added on this machine (a proxy's) reached any layer of `image`."""
+    markers = local_ca_markers()
+    if not markers:
+        pytest.skip("this machine has no locally added CA to look for")
+    assert layers_containing(image, markers, workdir) == [], "the proxy CA reached a layer"
+
+
+def assert_within_size_budget(image: str) -> None:
+    """Fail when `image` unpacks to more than its configured budget."""
+    budget = size_budget_mb()
+    if not budget:
+        pytest.skip("no size budget configured for this image")
+    megabytes = unpacked_bytes(image) / 1_000_000
+    print(f"unpacked size: {megabytes:.1f} MB (budget {budget} MB)")
+    assert megabytes <= budget, f"image is {megabytes:.1f} MB unpacked, budget {budget} MB"

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 from buildtasks.imagetesting import (
+    assert_no_proxy_ca_in_layers,
+    assert_within_size_budget,
     docker,
-    layers_containing,
-    local_ca_markers,
-    size_budget_mb,
-    unpacked_bytes,
 )
 
 pytestmark = pytest.mark.lab
@@ -170,19 +168,11 @@ def test_pnpm_is_absent(image):
 
 
 def test_no_proxy_ca_in_any_layer(image, tmp_path):
-    markers = local_ca_markers()
-    if not markers:
-        pytest.skip("this machine has no locally added CA to look for")
-    assert layers_containing(image, markers, tmp_path) == [], "the proxy CA reached a layer"
+    assert_no_proxy_ca_in_layers(image, tmp_path)
 
 
 def test_unpacked_size_within_budget(image):
-    budget = size_budget_mb()
-    if not budget:
-        pytest.skip("no size budget configured for this image")
-    megabytes = unpacked_bytes(image) / 1_000_000
-    print(f"unpacked size: {megabytes:.1f} MB (budget {budget} MB)")
-    assert megabytes <= budget, f"image is {megabytes:.1f} MB unpacked, budget {budget} MB"
+    assert_within_size_budget(image)
 
 
 def test_healthcheck_is_declared_with_a_fast_start_interval(image):
