@@ -42,27 +42,30 @@ def test_apt_packages_per_distribution(os_id, missing, expected):
 
 
 NODESOURCE = (
-    "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\nComponents: main\n"
+    "Types: deb\nURIs: https://apt.example.org/node_20.x\nSuites: nodistro\nComponents: main\n"
 )
 DEBIAN = (
-    "Types: deb\n# a snapshot comment\nURIs: http://deb.debian.org/debian\n"
+    "Types: deb\n# a snapshot comment\nURIs: http://mirror.example.org/debian\n"
     "Suites: bookworm bookworm-updates\nComponents: main\n\n"
-    "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n"
+    "Types: deb\nURIs: http://mirror.example.org/debian-security\nSuites: bookworm-security\n"
 )
 
 
 @pytest.mark.parametrize(
     ("text", "suite", "expected"),
     [
-        pytest.param(DEBIAN, "bookworm", "http://deb.debian.org/debian", id="deb822"),
+        pytest.param(DEBIAN, "bookworm", "http://mirror.example.org/debian", id="deb822"),
         pytest.param(
             NODESOURCE + "\n" + DEBIAN,
             "bookworm",
-            "http://deb.debian.org/debian",
+            "http://mirror.example.org/debian",
             id="third-party-listed-first",
         ),
         pytest.param(
-            NODESOURCE, "bookworm", "http://deb.debian.org/debian", id="no-debian-source-falls-back"
+            NODESOURCE,
+            "bookworm",
+            "",
+            id="no-debian-source-gives-none",
         ),
         pytest.param(
             "deb [arch=amd64] http://m.example/debian/ bookworm main\n",
@@ -73,14 +76,14 @@ DEBIAN = (
         pytest.param(
             "deb http://security.debian.org/ bookworm-security main\n",
             "bookworm",
-            "http://deb.debian.org/debian",
+            "",
             id="security-only",
         ),
-        pytest.param(DEBIAN, "", "http://deb.debian.org/debian", id="no-suite-given"),
+        pytest.param(DEBIAN, "", "http://mirror.example.org/debian", id="no-suite-given"),
         pytest.param(
             "Types: deb\nURIs: http://x/debian\nSuites: bookworm\nEnabled: no\n",
             "bookworm",
-            "http://deb.debian.org/debian",
+            "",
             id="disabled-stanza",
         ),
     ],

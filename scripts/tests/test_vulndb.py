@@ -308,7 +308,7 @@ def test_write_db_and_tarball(tmp_path: Path) -> None:
 
 
 def test_oras_push_command() -> None:
-    tarball = Path("/work/out/db.tar.gz")
+    tarball = Path("/srv/out/db.tar.gz")
     argv = vulndb.oras_push_command(
         "127.0.0.1:5000/aquasecurity/trivy-db:2", tarball, plain_http=True
     )
@@ -324,7 +324,7 @@ def test_oras_push_command() -> None:
     secure = vulndb.oras_push_command("registry.example/trivy-db:2", tarball, plain_http=False)
     assert "--plain-http" not in secure
     command = vulndb.oras_push("r:5000/aquasecurity/trivy-db:2", tarball, plain_http=True)
-    assert command.cwd == "/work/out"
+    assert command.cwd == "/srv/out"
     assert "lab.up" in command.hint
 
 

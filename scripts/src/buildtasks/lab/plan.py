@@ -97,6 +97,8 @@ def apt_install(packages: Sequence[str]) -> Command:
 def debian_mirror(sources_text: str, suite: str = "") -> str:
     """Return the Debian archive URI this machine uses for `suite` (deb822 or one-line).
 
+    "" when there is none (a non-Debian host): debootstrap then uses its own default.
+
     Only stanzas that serve the suite (or, without one, any non-security Debian suite) count:
     a third-party repository listed first must not become the Debian mirror.
     """
@@ -120,11 +122,7 @@ def debian_mirror(sources_text: str, suite: str = "") -> str:
         if not suite and "debian" not in uri:
             continue
         return uri.rstrip("/")
-    return DEFAULT_DEBIAN_MIRROR
-
-
-#: Where stand-ins come from on hosts whose own archive is not Debian's (Ubuntu).
-DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+    return ""
 
 
 def engine_version(text: str) -> tuple[int, int]:
@@ -279,7 +277,9 @@ def debootstrap(
     argv = ["debootstrap", "--variant=minbase", f"--arch={arch}"]
     if include:
         argv.append(f"--include={','.join(include)}")
-    argv += [suite, str(target), mirror]
+    argv += [suite, str(target)]
+    if mirror:  # otherwise debootstrap's own default Debian mirror
+        argv.append(mirror)
     return Command(
         tuple(argv), hint="is the Debian archive reachable? for arm64, run lab.up --qemu"
     )
