@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -22,11 +21,10 @@ def lab_registry() -> str:
 
 
 def registry_reachable(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
-            return True
-    except OSError:
-        return False
+    """Whether a registry answers /v2/ at `address` (the lab's own probe)."""
+    from buildtasks.lab.ops import registry_up
+
+    return registry_up(address)
 
 
 def unique_repo(lab: str, stem: str) -> str:

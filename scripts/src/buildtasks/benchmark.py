@@ -18,7 +18,7 @@ from pathlib import Path
 
 from buildtasks.build import BuildOptions, build_image
 from buildtasks.config import Config, ImageSpec
-from buildtasks.imagetesting import unpacked_bytes
+from buildtasks.imagetesting import docker, unpacked_bytes
 from buildtasks.runner import Runner
 
 BEGIN = "<!-- benchmark:begin -->"
@@ -48,23 +48,21 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
-
-
 def seconds_to_healthy(image: str, *args: str, timeout: float = 60) -> float:
     """Start a container and return the seconds until Docker reports it healthy."""
     started = time.perf_counter()
-    container = _docker("run", "-d", image, *args).strip()
+    container = docker("run", "-d", image, *args).stdout.strip()
     try:
         while time.perf_counter() - started < timeout:
-            status = _docker("inspect", "--format", "{{.State.Health.Status}}", container).strip()
+            status = docker(
+                "inspect", "--format", "{{.State.Health.Status}}", container
+            ).stdout.strip()
             if status == "healthy":
                 return time.perf_counter() - started
             time.sleep(0.05)
         raise RuntimeError(f"{image} did not turn healthy within {timeout}s")
     finally:
-        _docker("rm", "-f", container)
+        docker("rm", "-f", container)
 
 
 def invoke_list_seconds(root: Path, runs: int) -> float:

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -303,7 +303,7 @@ def build_image(
     if cache:
         prune_cache(Path(cache.dest))
     result = buildx.read_metadata(out)
-    _record(out, tags=tags, platforms=platforms, pushed=options.push, labels=meta.labels)
+    _record(out, tags=tags, platforms=platforms, pushed=options.push)
     return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load)
 
 
@@ -321,7 +321,6 @@ class Recorded:
     digest: str
     tags: tuple[str, ...]
     platforms: tuple[str, ...]
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def read_recorded(config: Config, image: ImageSpec) -> Recorded:
@@ -333,5 +332,4 @@ def read_recorded(config: Config, image: ImageSpec) -> Recorded:
         digest=result.digest,
         tags=tuple(data.get("tags", result.image_names)),
         platforms=tuple(data.get("platforms", ())),
-        labels=dict(data.get("labels", {})),
     )

