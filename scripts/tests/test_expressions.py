@@ -7,7 +7,7 @@ import math
 import pytest
 
 from buildtasks.errors import ConfigError
-from buildtasks.expressions import (
+from buildtasks.metadata.expressions import (
     ExpressionContext,
     check,
     evaluate,

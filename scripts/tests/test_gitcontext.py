@@ -19,13 +19,8 @@ from buildtasks.gitcontext import (
     parse_remote_url,
     run_git,
 )
-from buildtasks.metadata import (
-    DEFAULT_FLAVOR,
-    DEFAULT_TAG_RULES,
-    compute,
-    parse_flavor,
-    parse_tag_rules,
-)
+from buildtasks.metadata import compute, parse_flavor, parse_tag_rules
+from buildtasks.tagging import DEFAULT_FLAVOR, DEFAULT_TAG_RULES
 
 COMMIT_DATE = "2024-05-06T07:08:09+00:00"
 

@@ -15,8 +15,6 @@ import pytest
 
 from buildtasks.errors import ConfigError
 from buildtasks.metadata import (
-    DEFAULT_FLAVOR,
-    DEFAULT_TAG_RULES,
     METADATA_ACTION_DEFAULT_TAGS,
     Context,
     compute,
@@ -30,6 +28,7 @@ from buildtasks.metadata import (
     render,
     sanitize_tag,
 )
+from buildtasks.tagging import DEFAULT_FLAVOR, DEFAULT_TAG_RULES
 
 NOW = datetime(2020, 1, 10, 0, 30, tzinfo=UTC)
 SHA = "860c1904a1ce19322e91ac35af1ab07466440c37"
@@ -781,13 +780,6 @@ def test_metadata(
     assert result.tags == tags
     if version is not None:
         assert result.version == version
-
-
-def test_table_is_large_and_covers_readme() -> None:
-    ids = [param.id for param in CASES]
-    assert len(ids) >= 40
-    assert len(ids) == len(set(ids))
-    assert sum(case_id.startswith("readme-") for case_id in ids) >= 40
 
 
 # ── labels and annotations ───────────────────────────────────────────────────

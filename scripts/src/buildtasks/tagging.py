@@ -27,6 +27,49 @@ class ImageMetadata:
     warnings: tuple[str, ...] = ()
 
 
+#: This project's tagging scheme, written as metadata-action `tags` lines.
+#:
+#: * push to `main`    -> `main-<sha7>`, `latest`
+#: * push to `develop` -> `develop-<sha7>`, `develop`
+#: * push of tag `v1.2.3` -> `1.2.3`, `1.2`, `1`, `v1.2.3` (no `0` for `v0.x`, and a
+#:   prerelease `v1.3.0-rc.1` gives only `1.3.0-rc.1` and `v1.3.0-rc.1`)
+#: * pull request N    -> `pr-N`
+#: * workflow_dispatch -> `dev`, `staging` or `prod` when the `suffix` input is one of them
+#:   (compared case-insensitively, as GitHub's `==` does), else `manual-<run_number>`
+#: * anything else (other branches, schedules) -> no tags
+#:
+#: `latest` follows `main`, not releases: `DEFAULT_FLAVOR` turns metadata-action's
+#: `latest=auto` off (auto would also add `latest` on every release tag, so `latest` would
+#: flip between the last release and the last `main` build), and the explicit `raw` rule
+#: adds it on `main` pushes only. The `<branch>-<sha7>` rule runs at priority 700 so the
+#: immutable tag, not `latest`/`develop`, becomes the version and the OCI version label.
+DEFAULT_TAG_RULES = (
+    "type=raw,value=latest,"
+    "enable=${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}",
+    "type=ref,event=branch,"
+    "enable=${{ github.event_name == 'push' && github.ref == 'refs/heads/develop' }}",
+    "type=sha,prefix={{branch}}-,priority=700,"
+    "enable=${{ github.event_name == 'push'"
+    " && (github.ref == 'refs/heads/main' || github.ref == 'refs/heads/develop') }}",
+    "type=semver,pattern={{version}},enable=${{ github.event_name == 'push' }}",
+    "type=semver,pattern={{major}}.{{minor}},enable=${{ github.event_name == 'push' }}",
+    "type=semver,pattern={{major}},"
+    "enable=${{ github.event_name == 'push' && !startsWith(github.ref, 'refs/tags/v0.') }}",
+    "type=ref,event=tag,enable=${{ github.event_name == 'push' }}",
+    "type=ref,event=pr",
+    "type=raw,value=dev,"
+    "enable=${{ github.event_name == 'workflow_dispatch' && inputs.suffix == 'dev' }}",
+    "type=raw,value=staging,"
+    "enable=${{ github.event_name == 'workflow_dispatch' && inputs.suffix == 'staging' }}",
+    "type=raw,value=prod,"
+    "enable=${{ github.event_name == 'workflow_dispatch' && inputs.suffix == 'prod' }}",
+    "type=raw,value=manual-${{ github.run_number }},"
+    "enable=${{ github.event_name == 'workflow_dispatch'"
+    " && !(inputs.suffix == 'dev' || inputs.suffix == 'staging' || inputs.suffix == 'prod') }}",
+)
+#: `latest` is never added implicitly; see `DEFAULT_TAG_RULES`.
+DEFAULT_FLAVOR = ("latest=false",)
+
 #: Tags for a local build whose configured rules tag nothing (a feature branch, a detached
 #: HEAD): the branch and branch-sha, else `dev`. Never used inside GitHub Actions, where an
 #: event that should not publish must stay untagged.
@@ -38,8 +81,8 @@ def rules_for(
     image: ImageSpec, rules: Sequence[str] = (), flavor: Sequence[str] = ()
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The tag rules and flavor lines in force: CLI lines, else the image's, else the defaults."""
-    tag_lines = tuple(rules) or image.tags or tuple(metadata.DEFAULT_TAG_RULES)
-    flavor_lines = tuple(flavor) or image.flavor or tuple(metadata.DEFAULT_FLAVOR)
+    tag_lines = tuple(rules) or image.tags or DEFAULT_TAG_RULES
+    flavor_lines = tuple(flavor) or image.flavor or DEFAULT_FLAVOR
     return tag_lines, flavor_lines
 
 
