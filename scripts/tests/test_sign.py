@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from labtest import ROOT, unique_repo
+from support import vulndb
+from support.lab import ROOT, unique_repo
 
 from buildtasks import config as config_mod
-from buildtasks import vulndb
 from buildtasks.config import SignConfig
-from buildtasks.errors import ConfigError
-from buildtasks.runner import Runner
+from buildtasks.errors import ConfigError, RegistryUnavailable
+from buildtasks.runner import Result, Runner
 from buildtasks.sign import (
     CosignVersion,
     ImageNotInRegistry,
@@ -31,7 +31,6 @@ from buildtasks.sign import (
     attest_command,
     attest_image,
     cosign_reason,
-    cosign_version_from_binary,
     db_version,
     detect_cosign_version,
     generate_key_pair,
@@ -43,11 +42,14 @@ from buildtasks.sign import (
     public_key_for,
     resolve_mode,
     sign_command,
+    sign_help_command,
     sign_image,
     tlog_decision,
     verify_attestation_command,
     verify_command,
     verify_image,
+    version_command,
+    version_from_sign_help,
     version_notes,
     vuln_predicate,
 )
@@ -451,18 +453,81 @@ def test_parse_cosign_version(text, expected):
     assert parse_cosign_version(text) == expected
 
 
-def test_version_from_go_build_info():
-    path_only = (
-        b"\x00go1.27\x00path\tgithub.com/sigstore/cosign/v3/cmd/cosign\nbuild\t-trimpath=true\n"
+HELP_HEAD = """Sign the supplied container image.
+
+Usage:
+  cosign sign --key <key path>|<kms uri> [--payload <path>] <image digest uri>
+
+Flags:
+    --key='':
+\tpath to the private key file, KMS URI or Kubernetes Secret
+
+    -r, --recursive=false:
+\tif a multi-arch image is specified, additionally sign each discrete image
+"""
+SIGNING_CONFIG_FLAG = """
+    --use-signing-config={default}:
+\twhether to use a TUF-provided signing config for the service URLs
+"""
+COBRA_HELP = """Usage:
+  cosign sign [flags]
+
+Flags:
+      --key string              path to the private key file, KMS URI or Kubernetes Secret
+      --use-signing-config      whether to use a TUF-provided signing config (default true)
+"""
+
+
+def test_version_probes_are_cosign_version_json_then_sign_help():
+    assert version_command().argv == ("cosign", "version", "--json")
+    assert sign_help_command().argv == ("cosign", "sign", "--help")
+
+
+@pytest.mark.parametrize(
+    ("help_text", "expected"),
+    [
+        (HELP_HEAD + SIGNING_CONFIG_FLAG.format(default="true"), (3, 0, "3.x")),
+        (HELP_HEAD + SIGNING_CONFIG_FLAG.format(default="false"), (2, 6, "2.6+")),
+        (HELP_HEAD, (2, 0, "2.x")),
+        (COBRA_HELP, (3, 0, "3.x")),
+    ],
+    ids=["v3-signing-config-on", "v2.6-signing-config-off", "older-v2-no-flag", "cobra-format"],
+)
+def test_version_from_sign_help(help_text, expected):
+    version = version_from_sign_help(help_text)
+    assert (version.major, version.minor, str(version)) == expected
+    assert not version.exact
+    assert version.source == "cosign sign --help"
+
+
+def test_version_from_sign_help_ignores_what_is_not_the_help():
+    assert version_from_sign_help("") is None
+    assert version_from_sign_help("Error: unknown flag: --help") is None
+
+
+class ProbeRunner(Runner):
+    """Answers read-only probes from a table (argv → stdout); any other probe fails the test."""
+
+    def __init__(self, answers: dict[tuple[str, ...], str]) -> None:
+        super().__init__(echo=False, out=io.StringIO())
+        self.answers = answers
+
+    def output(self, command, *, quiet=True, timeout=None):
+        return self.answers[command.argv]
+
+
+def test_a_devel_cosign_is_told_apart_by_its_sign_help():
+    devel = json.dumps({"gitVersion": "devel", "gitCommit": "unknown"})
+    runner = ProbeRunner(
+        {
+            ("cosign", "version", "--json"): devel,
+            ("cosign", "sign", "--help"): HELP_HEAD + SIGNING_CONFIG_FLAG.format(default="true"),
+        }
     )
-    version = cosign_version_from_binary(path_only)
-    assert (version.major, version.exact, str(version)) == (3, False, "3.x")
-    with_mod = (
-        b"path\tgithub.com/sigstore/cosign/v2/cmd/cosign\n"
-        b"mod\tgithub.com/sigstore/cosign/v2\tv2.5.3\th1:abc=\n"
-    )
-    assert cosign_version_from_binary(with_mod) == CosignVersion(2, 5, 3)
-    assert cosign_version_from_binary(b"\x7fELF nothing here") is None
+    version = detect_cosign_version(runner)
+    assert (version.major, version.exact, version.source) == (3, False, "cosign sign --help")
+    released = ProbeRunner({("cosign", "version", "--json"): '{"gitVersion": "v2.6.1"}'})
+    assert detect_cosign_version(released) == CosignVersion(2, 6, 1)
 
 
 def test_cosign_3_0_before_3_0_4_is_flagged_for_offline_key_verification():
@@ -642,6 +707,71 @@ def test_attesting_a_report_of_another_image_is_refused(tmp_path):
     runner = Runner(echo=False, which=lambda tool: None)
     with pytest.raises(ConfigError, match=r"describes sha256:cdcd.*not sha256:abab.*rescan"):
         attest_image(offline_config(), LAB_REF, runner, env={}, vuln_report=report)
+
+
+class FailingRunner(Runner):
+    """Every command fails with the given stderr, as cosign would."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(echo=False, out=io.StringIO())
+        self.stderr = stderr
+
+    def run(self, command, *, capture=False, check=True, quiet=False, timeout=None):
+        return Result(command, 1, "", self.stderr)
+
+
+@pytest.mark.parametrize(
+    ("ref", "stderr", "error", "message"),
+    [
+        (
+            REF,
+            "Error: signing [ghcr.io/acme/app]: PUT https://ghcr.io/v2/acme/app/manifests/"
+            "sha256-abab.sig: UNAUTHORIZED: authentication required",
+            RegistryUnavailable,
+            r"not allowed to sign images in ghcr\.io: log in with `docker login ghcr\.io`",
+        ),
+        (
+            LAB_REF,
+            "Error: Get http://127.0.0.1:5000/v2/: dial tcp 127.0.0.1:5000: connect: connection refused",
+            RegistryUnavailable,
+            r"registry 127\.0\.0\.1:5000 is unreachable: start it with `uv run invoke lab\.up`",
+        ),
+        (
+            REF,
+            "Error: GET https://ghcr.io/v2/acme/app/manifests/sha256:abab: MANIFEST_UNKNOWN",
+            ImageNotInRegistry,
+            r"is not in the registry: push it first",
+        ),
+    ],
+    ids=["login", "unreachable", "not-pushed"],
+)
+def test_cosign_failures_name_the_registry_and_the_fix(tmp_path, ref, stderr, error, message):
+    key = tmp_path / "cosign.key"
+    key.write_text("not really a key")
+    with pytest.raises(error, match=message):
+        sign_image(
+            offline_config(),
+            ref,
+            FailingRunner(stderr),
+            env={"COSIGN_PASSWORD": ""},
+            options=SignOptions(key=str(key)),
+            version=V3,
+        )
+
+
+def test_a_refusal_about_the_signature_is_no_login_problem(tmp_path):
+    public = tmp_path / "cosign.pub"
+    public.write_text("not really a key")
+    runner = FailingRunner("Error: no matching signatures: signature denied by the key\n")
+    with pytest.raises(VerificationFailed, match=r"no valid signature on .*signature denied"):
+        verify_image(
+            offline_config(),
+            REF,
+            runner,
+            env={},
+            options=SignOptions(public_key=str(public)),
+            version=V3,
+        )
 
 
 # --------------------------------------------------------------------------- lab: real cosign
@@ -957,7 +1087,7 @@ def test_tasks_sign_attest_and_verify(image, keys, cosign_env, tmp_path, monkeyp
         "backend",
         "--ref",
         image,
-        "--pub",
+        "--public-key",
         str(signer.public),
         "--attestations=cyclonedx",
     )

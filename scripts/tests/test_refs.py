@@ -1,4 +1,4 @@
-"""Push helpers: failure classification, the login check, manifest digests."""
+"""References, registries and digests (refs.py), the login check, manifest digests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import hashlib
 
 import pytest
 
-from buildtasks.errors import RegistryUnavailable
-from buildtasks.push import classify_push_failure, login_missing, manifest_digest, registry_of
+from buildtasks.errors import ConfigError, RegistryUnavailable
+from buildtasks.push import manifest_digest
+from buildtasks.refs import (
+    DigestRef,
+    is_local_registry,
+    registry_error,
+    registry_of,
+    require_digest,
+)
+from buildtasks.registry import login_missing
 
 
 @pytest.mark.parametrize(
@@ -46,13 +54,13 @@ def test_registry_of(ref, registry):
     ],
 )
 def test_push_failures_name_the_fix(stderr, fragment):
-    error = classify_push_failure("ghcr.io/acme/app:1", stderr)
+    error = registry_error("ghcr.io/acme/app:1", stderr, action="push to")
     assert isinstance(error, RegistryUnavailable)
     assert fragment in str(error)
 
 
 def test_an_unrecognised_failure_is_left_to_the_generic_error():
-    assert classify_push_failure("ghcr.io/acme/app:1", "manifest invalid") is None
+    assert registry_error("ghcr.io/acme/app:1", "manifest invalid", action="push to") is None
 
 
 @pytest.mark.parametrize(
@@ -73,3 +81,36 @@ def test_login_missing(status, config, missing):
 def test_manifest_digest_is_the_sha256_of_the_bytes():
     raw = '{"schemaVersion":2}'
     assert manifest_digest(raw) == "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("ref", "local"),
+    [
+        pytest.param("127.0.0.1:5000/monorepo@sha256:1", True, id="lab"),
+        pytest.param("127.0.0.2:5000/x:1", True, id="other-loopback"),
+        pytest.param("localhost:5000/x:1", True, id="localhost"),
+        pytest.param("[::1]:5000/x:1", True, id="ipv6-loopback"),
+        pytest.param("lab.internal:5000/x:1", True, id="configured-lab-name"),
+        pytest.param("ghcr.io/acme/app:1", False, id="ghcr"),
+        pytest.param("192.168.1.10:5000/x:1", False, id="lan-is-not-this-machine"),
+        pytest.param("127.0.0.1:5000", True, id="bare-address"),
+    ],
+)
+def test_local_registries_are_the_lab_and_loopback(ref, local):
+    assert is_local_registry(ref, lab_registry="lab.internal:5000") is local
+
+
+def test_a_down_loopback_registry_names_lab_up_and_a_remote_one_the_network():
+    local = registry_error("127.0.0.1:5000/x:1", "connection refused", action="push to")
+    remote = registry_error("ghcr.io/x:1", "connection refused", action="push to")
+    assert "lab.up" in str(local)
+    assert "check the address and network" in str(remote)
+
+
+def test_require_digest_splits_and_refuses_tags():
+    digest = "sha256:" + "a" * 64
+    assert require_digest(f"r/app@{digest}") == DigestRef("r/app", digest)
+    assert str(require_digest(digest, allow_image_id=True)) == digest
+    for bad in ("r/app:1", digest, f"r/app@sha256:{'a' * 10}"):
+        with pytest.raises(ConfigError, match="by digest"):
+            require_digest(bad)

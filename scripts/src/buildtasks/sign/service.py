@@ -1,0 +1,399 @@
+"""Sign, attest and verify through a `Runner`: the steps that run cosign (and trivy).
+
+Each step resolves the mode and the transparency-log decision, checks the key material
+before anything runs, announces what skips the log, runs the plans and turns cosign's errors
+into one line naming the fix: a registry that refuses the login or does not answer
+(`refs.registry_error`), an image that was never pushed (`ImageNotInRegistry`), or a
+signature or attestation that does not verify (`VerificationFailed`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from buildtasks.command import Command
+from buildtasks.config import Config
+from buildtasks.errors import BuildtasksError, ConfigError, GateFailed, RegistryUnavailable
+from buildtasks.refs import AUTH_ERRORS, MISSING_ERRORS, registry_error, require_digest
+from buildtasks.runner import Runner
+from buildtasks.sign.modes import (
+    PASSWORD_HINT,
+    SigningMode,
+    SignOptions,
+    key_kind,
+    resolve_mode,
+    tlog_decision,
+    tlog_note,
+    version_notes,
+)
+from buildtasks.sign.plans import (
+    attest_command,
+    generate_key_pair_command,
+    predicate_type,
+    sign_command,
+    verify_attestation_command,
+    verify_command,
+)
+from buildtasks.sign.predicates import (
+    cosign_reason,
+    invocation_from_env,
+    load_report,
+    parse_attestations,
+    parse_signatures,
+    report_digests,
+    sbom_digests,
+    signed_digests,
+    statement_digests,
+    vuln_predicate,
+)
+from buildtasks.sign.version import CosignVersion, detect_cosign_version
+
+
+class VerificationFailed(GateFailed):
+    """cosign found no valid signature or attestation for the image and key/identity given."""
+
+
+class ImageNotInRegistry(BuildtasksError):
+    """The digest to sign or verify is not in the registry (built with --load, never pushed)."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What `sign_image` did: which digest, how, and whether the log recorded it."""
+
+    ref: str
+    mode: SigningMode
+    tlog: bool
+    version: CosignVersion
+    recursive: bool
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What `verify_image` checked: the signature payloads and the attestations by type."""
+
+    ref: str
+    mode: SigningMode
+    tlog: bool
+    signatures: tuple[dict[str, Any], ...]
+    attestations: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attested:
+    """What `attest_image` signed: the predicate file of each attestation type."""
+
+    ref: str
+    mode: SigningMode
+    tlog: bool
+    #: Attestation type → the predicate file that was signed.
+    predicates: Mapping[str, Path]
+
+
+def _check_key_material(
+    mode: SigningMode, env: Mapping[str, str], *, interactive: bool, signing: bool
+) -> None:
+    ref = mode.key if signing else mode.public_key
+    what = "signing key" if signing else "public key"
+    kind = key_kind(ref, where=what)
+    if kind == "env" and ref[len("env://") :] not in env:
+        raise ConfigError(f"{what} {ref}: the variable {ref[len('env://') :]} is not set")
+    if kind == "file" and not Path(ref).expanduser().is_file():
+        fix = "generate one with `cosign generate-key-pair`" if signing else "pass --public-key"
+        raise ConfigError(f"{what} file {ref} not found: {fix}")
+    if signing and kind in ("file", "env") and "COSIGN_PASSWORD" not in env and not interactive:
+        raise ConfigError(f"cosign needs the password of {ref}: {PASSWORD_HINT}")
+
+
+def _failure(ref: str, command: Command, stderr: str, *, action: str) -> BuildtasksError:
+    reason = cosign_reason(stderr)
+    text = stderr
+    if "signature" in reason:
+        # cosign's verdict on a signature may use a registry's words for a refused login
+        # ("... denied"): that is no login problem, so only an unreachable registry counts.
+        text = AUTH_ERRORS.sub("", stderr)
+    verb = action.split()[0]
+    error = registry_error(ref, text, action=f"{verb} images in")
+    if error is not None:
+        return RegistryUnavailable(f"{error} (cosign: {reason})")
+    if MISSING_ERRORS.search(stderr):
+        return ImageNotInRegistry(
+            f"{ref} is not in the registry: push it first (`uv run invoke docker.push`) ({reason})"
+        )
+    return BuildtasksError(
+        f"cosign could not {action} {ref}: {reason}" + (f"; {command.hint}" if command.hint else "")
+    )
+
+
+def _run(runner: Runner, command: Command, ref: str, *, action: str) -> str:
+    result = runner.run(command, capture=True, check=False)
+    if not result.ok:
+        raise _failure(ref, command, result.stderr, action=action)
+    return result.stdout
+
+
+def _prepare(
+    config: Config,
+    ref: str,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    options: SignOptions,
+    purpose: str,
+    action: str,
+    version: CosignVersion | None,
+    interactive: bool | None,
+) -> tuple[SigningMode, bool, CosignVersion]:
+    require_digest(ref)
+    mode = resolve_mode(config.sign, options, env, purpose=purpose)
+    tlog, reason = tlog_decision(
+        ref, options.tlog, keyless=mode.keyless, lab_registry=config.lab.registry
+    )
+    if not mode.keyless:
+        tty = sys.stdin.isatty() if interactive is None else interactive
+        _check_key_material(mode, env, interactive=tty, signing=purpose == "sign")
+    version = version or detect_cosign_version(runner)
+    if not tlog:
+        runner.say(tlog_note(action, ref, mode, reason))
+    for note in version_notes(version, tlog=tlog, purpose=purpose):
+        runner.say(note)
+    return mode, tlog, version
+
+
+def sign_image(
+    config: Config,
+    ref: str,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    options: SignOptions | None = None,
+    recursive: bool = True,
+    version: CosignVersion | None = None,
+    interactive: bool | None = None,
+) -> Signed:
+    """Sign `ref` (name@sha256:...) and, with `recursive`, every manifest of its index."""
+    options = options or SignOptions()
+    mode, tlog, version = _prepare(
+        config,
+        ref,
+        runner,
+        env=env,
+        options=options,
+        purpose="sign",
+        action="signing",
+        version=version,
+        interactive=interactive,
+    )
+    command = sign_command(
+        ref,
+        mode,
+        version,
+        tlog=tlog,
+        recursive=recursive,
+        new_bundle_format=options.new_bundle_format,
+    )
+    _run(runner, command, ref, action="sign")
+    return Signed(ref, mode, tlog, version, recursive)
+
+
+def verify_image(
+    config: Config,
+    ref: str,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    options: SignOptions | None = None,
+    attestations: Sequence[str] = (),
+    version: CosignVersion | None = None,
+) -> Verified:
+    """Verify the signature on `ref` and, when asked, its attestations of the given types.
+
+    Raises `VerificationFailed` (one line, cosign's reason) when a signature or attestation is
+    missing or does not match the key/identity; returns the verified payloads otherwise.
+    """
+    options = options or SignOptions()
+    kinds = tuple(predicate_type(k) for k in dict.fromkeys(attestations))
+    mode, tlog, version = _prepare(
+        config,
+        ref,
+        runner,
+        env=env,
+        options=options,
+        purpose="verify",
+        action="verifying",
+        version=version,
+        interactive=True,
+    )
+    digest = require_digest(ref).digest
+    who = mode.description
+
+    def check(command: Command, what: str) -> str:
+        result = runner.run(command, capture=True, check=False)
+        if result.ok or runner.dry:
+            return result.stdout
+        error = _failure(ref, command, result.stderr, action="verify")
+        if isinstance(error, (RegistryUnavailable, ImageNotInRegistry)):
+            raise error
+        raise VerificationFailed(
+            f"no valid {what} on {ref} for {who}: {cosign_reason(result.stderr)}"
+        )
+
+    out = check(
+        verify_command(ref, mode, version, tlog=tlog, new_bundle_format=options.new_bundle_format),
+        "signature",
+    )
+    signatures = parse_signatures(out)
+    if not runner.dry and digest not in signed_digests(signatures):
+        raise VerificationFailed(f"the signatures cosign accepted do not name {digest} ({ref})")
+    found: dict[str, tuple[dict[str, Any], ...]] = {}
+    for kind in kinds:
+        out = check(
+            verify_attestation_command(
+                ref, kind, mode, version, tlog=tlog, new_bundle_format=options.new_bundle_format
+            ),
+            f"{kind} attestation",
+        )
+        statements = parse_attestations(out)
+        if not runner.dry and not any(digest in statement_digests(s) for s in statements):
+            raise VerificationFailed(f"no {kind} attestation on {ref} names {digest}")
+        found[kind] = statements
+    return Verified(ref, mode, tlog, signatures, found)
+
+
+def _read_json(path: Path, what: str, fix: str) -> Mapping[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no {what} at {path}: {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not JSON ({exc}): {fix}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} {path} is not a JSON object: {fix}")
+    return data
+
+
+def _same_image(ref: str, digests: set[str], what: str, path: Path, fix: str) -> None:
+    digest = require_digest(ref).digest
+    if digests and digest not in digests:
+        raise ConfigError(
+            f"{what} {path} describes {', '.join(sorted(digests))}, not {digest}: {fix}"
+        )
+
+
+def file_describes(path: Path, kind: str, ref: str) -> bool:
+    """Whether an SBOM (`cyclonedx`) or trivy report (`vuln`) names `ref`'s digest, or none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(data, Mapping):
+        return False
+    digests = sbom_digests(data) if kind == "cyclonedx" else report_digests(data)
+    return not digests or require_digest(ref).digest in digests
+
+
+def trivy_db_meta(runner: Runner) -> Mapping[str, Any] | None:
+    """trivy's `VulnerabilityDB` metadata (`trivy version --format json`), or None."""
+    try:
+        text = runner.output(Command(("trivy", "version", "--format", "json")), timeout=60)
+        meta = json.loads(text).get("VulnerabilityDB")
+    except (BuildtasksError, json.JSONDecodeError, AttributeError):
+        return None
+    return meta if isinstance(meta, Mapping) else None
+
+
+def attest_image(
+    config: Config,
+    ref: str,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    sbom: Path | None = None,
+    vuln_report: Path | None = None,
+    options: SignOptions | None = None,
+    version: CosignVersion | None = None,
+    db_meta: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    interactive: bool | None = None,
+) -> Attested:
+    """Attest a CycloneDX SBOM (`--type cyclonedx`) and/or a trivy report (`--type vuln`).
+
+    Each file must describe `ref`'s digest when it names one. The vuln predicate is written
+    next to the report as `<report>.vuln-predicate.json`, then signed.
+    """
+    options = options or SignOptions()
+    if sbom is None and vuln_report is None:
+        raise ConfigError(
+            "nothing to attest: pass an SBOM (--sbom) and/or a trivy report (--vuln-report)"
+        )
+    predicates: dict[str, Path] = {}
+    if sbom is not None:
+        fix = f"regenerate it with `trivy image --format cyclonedx --output {sbom} {ref}`"
+        data = _read_json(sbom, "CycloneDX SBOM", fix)
+        if data.get("bomFormat") != "CycloneDX":
+            raise ConfigError(f"{sbom} is not a CycloneDX JSON SBOM: {fix}")
+        _same_image(ref, sbom_digests(data), "SBOM", sbom, fix)
+        predicates["cyclonedx"] = sbom
+    if vuln_report is not None:
+        fix = f"rescan with `trivy image --format json --output {vuln_report} {ref}`"
+        report = load_report(_read_json(vuln_report, "trivy report", fix))
+        _same_image(ref, report_digests(report), "trivy report", vuln_report, fix)
+        meta = db_meta if db_meta is not None else trivy_db_meta(runner)
+        stamp = now or datetime.now(UTC)
+        predicate = vuln_predicate(
+            report,
+            scanner_version=None,
+            db_meta=meta,
+            invocation=invocation_from_env(env, ("--format", "json")),
+            started=None if report.get("CreatedAt") else stamp,
+        )
+        out = vuln_report.with_name(vuln_report.stem + ".vuln-predicate.json")
+        if not runner.dry:
+            out.write_text(json.dumps(predicate, indent=2) + "\n", encoding="utf-8")
+        predicates["vuln"] = out
+    mode, tlog, version = _prepare(
+        config,
+        ref,
+        runner,
+        env=env,
+        options=options,
+        purpose="sign",
+        action="attesting",
+        version=version,
+        interactive=interactive,
+    )
+    for kind, path in predicates.items():
+        command = attest_command(
+            ref, path, kind, mode, version, tlog=tlog, new_bundle_format=options.new_bundle_format
+        )
+        _run(runner, command, ref, action=f"attest ({kind})")
+    return Attested(ref, mode, tlog, predicates)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """The files `generate_key_pair` wrote."""
+
+    private: Path
+    public: Path
+
+
+def generate_key_pair(
+    directory: Path, runner: Runner, *, password: str = "", prefix: str = "cosign"
+) -> KeyPair:
+    """Create `<prefix>.key`/`.pub` in `directory` (for the lab and tests; never overwrites)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pair = KeyPair(directory / f"{prefix}.key", directory / f"{prefix}.pub")
+    for path in (pair.private, pair.public):
+        if path.exists():
+            raise ConfigError(f"{path} already exists: remove it or pick another directory")
+    runner.run(
+        generate_key_pair_command(directory, password=password, prefix=prefix), quiet=bool(password)
+    )
+    return pair
