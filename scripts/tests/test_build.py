@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from buildtasks import buildx, labstate
 from buildtasks import config as config_mod
 from buildtasks.build import (
-    bases_to_seed,
     explicit_tags,
     image_names,
     no_cache_args,
     parse_build_args,
     prune_cache,
+    require_platforms,
+    require_stand_ins,
 )
-from buildtasks.errors import ConfigError
+from buildtasks.errors import ConfigError, EngineUnavailable
 from buildtasks.tagging import image_metadata
 
 
@@ -156,15 +158,43 @@ def test_the_repository_dockerfiles_declare_their_cache_switches(repo_root):
         assert arg in no_cache_args((repo_root / path).read_text())
 
 
-def test_only_the_bases_a_dockerfile_uses_are_seeded_for_new_platforms():
+def test_a_build_names_the_stand_ins_that_lack_a_platform_and_how_to_seed_them():
     dockerfile = "ARG BASE_IMAGE=python:3.11-slim\nARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9\n"
-    configured = ("python:3.11-slim", "ghcr.io/astral-sh/uv:0.13.9", "node:20-slim", "redis:7")
-    seeded = {
-        "python:3.11-slim": ["linux/amd64"],
-        "ghcr.io/astral-sh/uv:0.13.9": ["linux/amd64", "linux/arm64"],
-        "node:20-slim": ["linux/amd64"],
-        "old:1": ["linux/amd64"],
-    }
+    state = labstate.State(
+        seeded={
+            "python:3.11-slim": ["linux/amd64"],
+            "ghcr.io/astral-sh/uv:0.13.9": ["linux/amd64", "linux/arm64"],
+            "node:20-slim": ["linux/amd64"],
+        }
+    )
     wanted = ("linux/amd64", "linux/arm64")
-    assert bases_to_seed(dockerfile, configured, seeded, wanted) == ["python:3.11-slim"]
-    assert bases_to_seed(dockerfile, configured, seeded, ("linux/amd64",)) == []
+    assert labstate.stand_ins_lacking(dockerfile, state, wanted) == {
+        "python:3.11-slim": ("linux/arm64",)
+    }
+    assert labstate.stand_ins_lacking(dockerfile, state, ("linux/amd64",)) == {}
+    require_stand_ins(state, dockerfile, ("linux/amd64",))
+    with pytest.raises(ConfigError) as err:
+        require_stand_ins(state, dockerfile, wanted)
+    assert "python:3.11-slim (linux/arm64)" in str(err.value)
+    assert "lab.up --qemu --platform linux/amd64,linux/arm64" in str(err.value)
+
+
+def test_a_platform_the_builder_cannot_build_names_qemu():
+    builder = buildx.Builder("docker", ("linux/amd64", "linux/386"), True)
+    require_platforms(builder, ("linux/amd64",))
+    with pytest.raises(EngineUnavailable, match=r"cannot build linux/arm64 .*lab\.up --qemu"):
+        require_platforms(builder, ("linux/amd64", "linux/arm64"))
+
+
+def test_build_contexts_point_non_docker_hub_stand_ins_at_the_lab():
+    state = labstate.State(
+        seeded={
+            "python:3.11-slim": ["linux/amd64"],
+            "ghcr.io/astral-sh/uv:0.13.9": ["linux/amd64"],
+        },
+        registry="127.0.0.1:5000",
+    )
+    assert labstate.build_contexts(state) == {
+        "ghcr.io/astral-sh/uv:0.13.9": "docker-image://127.0.0.1:5000/ghcr.io/astral-sh/uv:0.13.9"
+    }
+    assert labstate.build_contexts(labstate.State()) == {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtasks import buildx
+from buildtasks import buildx, record, refs
 from buildtasks.config import ImageSpec
 from buildtasks.errors import BuildtasksError
 
@@ -142,19 +142,19 @@ def test_metadata_digest_is_read(tmp_path):
     path.write_text(
         json.dumps({"containerimage.digest": "sha256:" + "a" * 64, "image.name": "r/x:1,r/x:2"})
     )
-    result = buildx.read_metadata(path)
+    result = record.read_metadata(path)
     assert result.digest == "sha256:" + "a" * 64
     assert result.image_names == ("r/x:1", "r/x:2")
 
 
 def test_missing_metadata_says_to_build_first(tmp_path):
     with pytest.raises(BuildtasksError, match=r"invoke docker\.build"):
-        buildx.read_metadata(tmp_path / "absent.json")
+        record.read_metadata(tmp_path / "absent.json")
 
 
 def test_metadata_without_digest_is_an_error():
     with pytest.raises(BuildtasksError, match=r"containerimage\.digest"):
-        buildx.parse_metadata({"buildx.build.ref": "x"})
+        record.parse_metadata({"buildx.build.ref": "x"})
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_metadata_without_digest_is_an_error():
     ],
 )
 def test_by_digest(name, expected):
-    assert buildx.by_digest(name, "sha256:1") == expected
+    assert refs.by_digest(name, "sha256:1") == expected
 
 
 @pytest.mark.parametrize(
@@ -177,15 +177,31 @@ def test_by_digest(name, expected):
         ("Driver:        docker-container\n", "", True),
     ],
 )
-def test_local_cache_support_follows_the_driver(inspect, info, expected):
-    assert buildx.driver_supports_local_cache(inspect, info) is expected
+def test_cache_export_and_attestations_follow_the_driver(inspect, info, expected):
+    assert buildx.parse_builder(inspect, info).capable is expected
 
 
-def test_foreign_platforms_are_detected():
-    assert buildx.platforms_needing_emulation(("linux/amd64", "linux/arm64"), "x86_64") == (
-        "linux/arm64",
-    )
-    assert buildx.platforms_needing_emulation(("linux/arm64",), "aarch64") == ()
+INSPECT = """Name:          default
+Driver:        docker
+
+Nodes:
+Name:             default
+Endpoint:         default
+Status:           running
+Platforms:        linux/amd64, linux/amd64/v2, linux/386, linux/arm64*
+"""
+
+
+def test_the_builder_lists_the_platforms_it_can_build():
+    builder = buildx.parse_builder(INSPECT, "")
+    assert builder.driver == "docker"
+    assert builder.platforms == ("linux/amd64", "linux/amd64/v2", "linux/386", "linux/arm64")
+    assert builder.lacks(("linux/amd64", "linux/arm64")) == ()
+    assert builder.lacks(("linux/amd64", "linux/riscv64")) == ("linux/riscv64",)
+
+
+def test_a_builder_that_lists_no_platforms_is_not_second_guessed():
+    assert buildx.parse_builder("Driver: remote\n", "").lacks(("linux/s390x",)) == ()
 
 
 @pytest.mark.parametrize(

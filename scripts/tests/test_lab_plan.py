@@ -9,6 +9,7 @@ import pytest
 
 from buildtasks.errors import ConfigError
 from buildtasks.lab import plan
+from buildtasks.refs import mirror_ref, parse_base_ref
 
 
 def test_daemon_config_keeps_user_keys_and_adds_store_and_mirror():
@@ -120,9 +121,9 @@ def test_debian_mirror_is_the_source_of_the_suite(text, suite, expected):
     ],
 )
 def test_base_refs_map_into_the_lab(ref, registry, repository, tag, in_lab):
-    base = plan.parse_base_ref(ref)
+    base = parse_base_ref(ref)
     assert (base.registry, base.repository, base.tag) == (registry, repository, tag)
-    assert plan.lab_ref(base, "127.0.0.1:5000") == in_lab
+    assert mirror_ref(base, "127.0.0.1:5000") == in_lab
 
 
 @pytest.mark.parametrize(
@@ -136,11 +137,11 @@ def test_base_refs_map_into_the_lab(ref, registry, repository, tag, in_lab):
 )
 def test_unsupported_stand_ins_fail_clearly(ref, message):
     with pytest.raises(ConfigError, match=message):
-        plan.stand_in_for(plan.parse_base_ref(ref), "bookworm")
+        plan.stand_in_for(parse_base_ref(ref), "bookworm")
 
 
 def test_python_stand_in_looks_like_the_official_image():
-    stand_in = plan.stand_in_for(plan.parse_base_ref("python:3.11-slim"), "bookworm")
+    stand_in = plan.stand_in_for(parse_base_ref("python:3.11-slim"), "bookworm")
     assert dict(stand_in.env)["LANG"] == "C.UTF-8"
     assert stand_in.cmd == ("python3",)
 

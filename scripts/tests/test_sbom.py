@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from invoke import MockContext
-from labtest import ROOT
+from support.lab import ROOT
 
-from buildtasks import sbom
+from buildtasks import sbom, trivy
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import ConfigError
 from buildtasks.runner import Runner
@@ -46,7 +46,7 @@ OUT = Path("/repo/.buildtasks/backend/sbom.cdx.json")
 )
 def test_sbom_plan(fmt, kwargs, tail):
     # No scanners: an inventory needs no vulnerability DB, and TRIVY_SCANNERS cannot add one.
-    assert sbom.sbom(REF, fmt, OUT, **kwargs).argv == (
+    assert trivy.sbom(REF, fmt, OUT, **kwargs).argv == (
         "trivy",
         "image",
         "--format",
@@ -62,9 +62,9 @@ def test_sbom_plan(fmt, kwargs, tail):
 
 def test_sbom_refuses_a_tag_and_an_unknown_format():
     with pytest.raises(ConfigError, match="by digest"):
-        sbom.sbom("127.0.0.1:5000/monorepo:latest", "cyclonedx", OUT)
+        trivy.sbom("127.0.0.1:5000/monorepo:latest", "cyclonedx", OUT)
     with pytest.raises(ValueError, match="unknown SBOM format 'spdx'"):
-        sbom.sbom(REF, "spdx", OUT)
+        trivy.sbom(REF, "spdx", OUT)
 
 
 def make_config(root: Path) -> Config:

@@ -1,7 +1,8 @@
 """Build one configured image: preflight, plan, run, record the digest.
 
 Both `invoke docker.build` and the Nox sessions call `build_image`, so a laptop, CI and the
-image tests all build through the same plan.
+image tests all build through the same plan. The build never runs lab code: what the lab
+provides (stand-in bases, the proxy CA) it reads from the lab's state file (`labstate`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from buildtasks import buildx
-from buildtasks.command import Command
+from buildtasks import buildx, labstate, record
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
+from buildtasks.refs import by_digest
 from buildtasks.runner import Runner
-
-if TYPE_CHECKING:  # imported lazily: `invoke --list` should not load the metadata engine
-    from buildtasks.lab.ops import State
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -58,16 +55,7 @@ class BuildOutcome:
     @property
     def ref(self) -> str:
         """The image by digest, e.g. `127.0.0.1:5000/monorepo@sha256:...`."""
-        return buildx.by_digest(self.tags[0], self.digest)
-
-
-def artifacts_dir(config: Config, image: ImageSpec) -> Path:
-    """Where build metadata, scan reports and SBOMs of `image` are written."""
-    return config.root / Path(config.artifacts_dir).expanduser() / image.key
-
-
-def metadata_path(config: Config, image: ImageSpec) -> Path:
-    return artifacts_dir(config, image) / "metadata.json"
+        return by_digest(self.tags[0], self.digest)
 
 
 #: Build args that turn off a package manager's cache mount; set by --no-cache when declared.
@@ -78,20 +66,6 @@ def no_cache_args(dockerfile_text: str) -> dict[str, str]:
     """The cache-disabling build args a Dockerfile declares, each set to "1"."""
     declared = set(re.findall(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", dockerfile_text, re.MULTILINE))
     return {name: "1" for name in NO_CACHE_ARGS if name in declared}
-
-
-def bases_to_seed(
-    dockerfile_text: str,
-    configured: Sequence[str],
-    seeded: Mapping[str, Sequence[str]],
-    platforms: Sequence[str],
-) -> list[str]:
-    """The lab stand-ins this Dockerfile uses that still lack some of `platforms`."""
-    return [
-        ref
-        for ref, have in seeded.items()
-        if ref in configured and ref in dockerfile_text and not set(platforms) <= set(have)
-    ]
 
 
 def parse_build_args(values: Sequence[str]) -> dict[str, str]:
@@ -129,6 +103,19 @@ def image_names(config: Config, image: ImageSpec, override: str) -> tuple[str, .
     return (f"{config.registry}/{image.repository}",)
 
 
+def check_options(config: Config, images: Sequence[ImageSpec], options: BuildOptions) -> None:
+    """Check everything that needs no engine, so bad input fails first, whatever the engine."""
+    if options.name and len(images) > 1:
+        raise ConfigError("--name applies to one image: add --image")
+    if options.platforms:
+        parse_platforms(list(options.platforms))
+    parse_build_args(options.build_args)
+    for image in images:
+        config.dockerfile_path(image)
+        if options.tags:
+            explicit_tags(image_names(config, image, options.name), options.tags)
+
+
 def preflight(runner: Runner) -> None:
     """Fail with the fix when the engine is down or buildx is missing."""
     if runner.dry:
@@ -142,26 +129,45 @@ def preflight(runner: Runner) -> None:
             "(or your service manager)"
         ) from None
     try:
-        runner.output(Command(("docker", "buildx", "version")), timeout=30)
+        runner.output(buildx.buildx_version(), timeout=30)
     except BuildtasksError:
         raise EngineUnavailable(
             "docker buildx is missing: run `uv run invoke lab.up` or install docker-buildx"
         ) from None
 
 
-def builder_is_capable(runner: Runner) -> bool:
-    """Whether the current builder exports caches and attaches attestations.
-
-    Both need the same thing: a container/remote driver, or the docker driver with the
-    containerd image store.
-    """
+def current_builder(runner: Runner) -> buildx.Builder:
+    """The current builder's driver, platforms and capabilities (all capable in dry runs)."""
     if runner.dry:
-        return True
+        return buildx.Builder("", (), True)
     inspect = runner.output(buildx.buildx_probe(), timeout=30)
-    info = runner.output(
-        Command(("docker", "info", "--format", "{{json .DriverStatus}}")), timeout=30
-    )
-    return buildx.driver_supports_local_cache(inspect, info)
+    info = runner.output(buildx.driver_status_probe(), timeout=30)
+    return buildx.parse_builder(inspect, info)
+
+
+def require_platforms(builder: buildx.Builder, platforms: Sequence[str]) -> None:
+    """Fail naming the fix when the builder cannot build (or emulate) some of `platforms`."""
+    missing = builder.lacks(platforms)
+    if missing:
+        raise EngineUnavailable(
+            f"the builder cannot build {', '.join(missing)} (it offers "
+            f"{', '.join(builder.platforms)}): register QEMU with "
+            "`sudo -E uv run invoke lab.up --qemu`, or pick a builder for that platform"
+        )
+
+
+def require_stand_ins(
+    state: labstate.State, dockerfile_text: str, platforms: Sequence[str]
+) -> None:
+    """Fail naming the fix when a lab stand-in base this Dockerfile uses lacks a platform."""
+    lacking = labstate.stand_ins_lacking(dockerfile_text, state, platforms)
+    if lacking:
+        wanted = sorted({*platforms, *(p for ref in lacking for p in state.seeded[ref])})
+        bases = ", ".join(f"{ref} ({', '.join(missing)})" for ref, missing in lacking.items())
+        raise ConfigError(
+            f"the lab's stand-in bases lack platforms: {bases}; seed them with "
+            f"`uv run invoke lab.up --qemu --platform {','.join(wanted)}`"
+        )
 
 
 def local_cache(
@@ -224,17 +230,12 @@ def build_image(
     *,
     env: Mapping[str, str],
     now: datetime,
-    lab_state: State | None = None,
+    lab_state: labstate.State | None = None,
 ) -> BuildOutcome:
     """Build `image` as `options` ask and return the outcome with its digest."""
-    from buildtasks.lab import ops as lab_ops
     from buildtasks.tagging import image_metadata
 
-    dockerfile = config.root / image.dockerfile
-    if not dockerfile.is_file():
-        raise ConfigError(
-            f"Dockerfile {image.dockerfile} not found: fix [tool.buildtasks.images.{image.key}] dockerfile"
-        )
+    dockerfile_text = config.dockerfile_path(image).read_text(encoding="utf-8")
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
     meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
@@ -246,20 +247,10 @@ def build_image(
     for warning in meta.warnings:
         runner.say(f"warning: {warning}")
     load = (not options.push) if options.load is None else options.load
-    state = lab_state if lab_state is not None else lab_ops.State.load(lab_ops.lab_home(dict(env)))
-    if not runner.dry:
-        if buildx.platforms_needing_emulation(platforms, os.uname().machine):
-            lab_ops.Lab(config, runner).ensure_qemu(platforms)
-        missing = bases_to_seed(
-            dockerfile.read_text(encoding="utf-8"), config.lab.seed, state.seeded, platforms
-        )
-        if missing:
-            # The lab made stand-ins for some platforms only: make the rest now, on request.
-            runner.say(f"lab: seeding {', '.join(missing)} for {', '.join(platforms)}")
-            wanted = sorted({*platforms, *(p for ref in missing for p in state.seeded[ref])})
-            lab = lab_ops.Lab(config, runner)
-            lab.seed(state, wanted, refs=missing)
-            state.save(lab.home)
+    state = lab_state if lab_state is not None else labstate.read(env)
+    builder = current_builder(runner)
+    require_platforms(builder, platforms)
+    require_stand_ins(state, dockerfile_text, platforms)
     secrets = ()
     ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
     if ca:
@@ -270,14 +261,13 @@ def build_image(
         "APP_BUILD_DATE": meta.created,
     }
     if options.no_cache:
-        build_args.update(no_cache_args(dockerfile.read_text(encoding="utf-8")))
+        build_args.update(no_cache_args(dockerfile_text))
     build_args.update(parse_build_args(options.build_args))
-    capable = builder_is_capable(runner)
-    cache = local_cache(config, image, runner, capable)
-    provenance, note = buildx.provenance_for(options.provenance, capable)
+    cache = local_cache(config, image, runner, builder.capable)
+    provenance, note = buildx.provenance_for(options.provenance, builder.capable)
     if note:
         runner.say(note)
-    out = metadata_path(config, image)
+    out = record.metadata_path(config, image)
     request = buildx.BuildRequest(
         tags=tags,
         platforms=platforms,
@@ -290,7 +280,7 @@ def build_image(
         build_args=build_args,
         labels=meta.labels,
         annotations=meta.annotations,
-        build_contexts=lab_ops.build_contexts(state),
+        build_contexts=labstate.build_contexts(state),
         secrets=secrets,
         provenance=provenance,
     )
@@ -302,34 +292,6 @@ def build_image(
         return BuildOutcome(image, "sha256:" + "0" * 64, tags, out, platforms, options.push, load)
     if cache:
         prune_cache(Path(cache.dest))
-    result = buildx.read_metadata(out)
-    _record(out, tags=tags, platforms=platforms, pushed=options.push)
+    result = record.read_metadata(out)
+    record.add_facts(out, tags=tags, platforms=platforms, pushed=options.push)
     return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load)
-
-
-def _record(path: Path, **facts: object) -> None:
-    """Add the tags and platforms we asked for to the metadata file, for push and release."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["buildtasks"] = {k: list(v) if isinstance(v, tuple) else v for k, v in facts.items()}
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """The build facts `docker.push` and the release chain read back."""
-
-    digest: str
-    tags: tuple[str, ...]
-    platforms: tuple[str, ...]
-
-
-def read_recorded(config: Config, image: ImageSpec) -> Recorded:
-    """Read the digest and the tags of the last build of `image`."""
-    path = metadata_path(config, image)
-    result = buildx.read_metadata(path)
-    data = json.loads(path.read_text(encoding="utf-8")).get("buildtasks", {})
-    return Recorded(
-        digest=result.digest,
-        tags=tuple(data.get("tags", result.image_names)),
-        platforms=tuple(data.get("platforms", ())),
-    )

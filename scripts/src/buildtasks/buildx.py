@@ -1,15 +1,13 @@
-"""Pure builders for `docker buildx` commands, and the reader of the build metadata file."""
+"""Pure builders for `docker buildx` commands and the engine probes, and what their output means."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildtasks.command import Command
 from buildtasks.config import ImageSpec
-from buildtasks.errors import BuildtasksError
 
 ENGINE_HINT = "is the engine running? start it with `uv run invoke lab.up`"
 
@@ -85,9 +83,19 @@ def engine_probe() -> Command:
     return Command(("docker", "version", "--format", "{{.Server.Version}}"), hint=ENGINE_HINT)
 
 
+def buildx_version() -> Command:
+    """Return the command that answers when the buildx plugin is installed."""
+    return Command(("docker", "buildx", "version"), hint="install docker-buildx or run lab.up")
+
+
 def buildx_probe() -> Command:
     """Return the command that lists the current builder (driver, platforms)."""
     return Command(("docker", "buildx", "inspect"), hint="install docker-buildx or run lab.up")
+
+
+def driver_status_probe() -> Command:
+    """Return the command that shows the engine's storage driver status (image store kind)."""
+    return Command(("docker", "info", "--format", "{{json .DriverStatus}}"), hint=ENGINE_HINT)
 
 
 def image_inspect(ref: str, fmt: str) -> Command:
@@ -95,74 +103,38 @@ def image_inspect(ref: str, fmt: str) -> Command:
     return Command(("docker", "image", "inspect", "--format", fmt, ref))
 
 
-def driver_supports_local_cache(inspect_output: str, info_driver_status: str) -> bool:
-    """Tell from `buildx inspect` and `docker info` whether cache export to a directory works.
-
-    The docker-container/kubernetes/remote drivers always can; the docker driver only with the
-    containerd image store.
-    """
-    driver = ""
-    for line in inspect_output.splitlines():
-        if line.strip().lower().startswith("driver:"):
-            driver = line.split(":", 1)[1].strip()
-            break
-    if driver and driver != "docker":
-        return True
-    return "io.containerd.snapshotter" in info_driver_status
-
-
 @dataclass(frozen=True)
-class BuildResult:
-    """The facts a build's `--metadata-file` records."""
+class Builder:
+    """What the current buildx builder can do, from `buildx inspect` and `docker info`."""
 
-    digest: str
-    image_names: tuple[str, ...]
-    config_digest: str = ""
+    driver: str
+    platforms: tuple[str, ...]
+    #: Exports caches and attaches attestations: a container/remote driver, or the docker
+    #: driver with the containerd image store.
+    capable: bool
 
-
-def read_metadata(path: Path) -> BuildResult:
-    """Read the digest and names from a `--metadata-file`; fail naming the fix if absent."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BuildtasksError(
-            f"no build metadata at {path}: build the image first with `uv run invoke docker.build`"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise BuildtasksError(f"build metadata {path} is not valid JSON ({exc}); rebuild") from None
-    return parse_metadata(data, str(path))
+    def lacks(self, requested: Sequence[str]) -> tuple[str, ...]:
+        """The requested platforms this builder cannot build (none when it lists none)."""
+        if not self.platforms:
+            return ()
+        return tuple(p for p in requested if p not in self.platforms)
 
 
-def parse_metadata(data: Mapping[str, object], where: str = "metadata") -> BuildResult:
-    """Extract the image digest from parsed buildx metadata."""
-    digest = data.get("containerimage.digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise BuildtasksError(
-            f"{where} has no containerimage.digest; the build did not produce an image — "
-            "rebuild with --load or --push"
-        )
-    names = data.get("image.name", "")
-    config_digest = data.get("containerimage.config.digest", "")
-    return BuildResult(
-        digest=digest,
-        image_names=tuple(n for n in str(names).split(",") if n),
-        config_digest=str(config_digest),
+def parse_builder(inspect_output: str, info_driver_status: str) -> Builder:
+    """Read the driver, the platforms and the capabilities of the current builder."""
+    driver = ""
+    platforms: list[str] = []
+    for line in inspect_output.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "driver" and not driver:
+            driver = value.strip()
+        elif key == "platforms":
+            platforms += [p.strip().rstrip("*") for p in value.split(",") if p.strip()]
+    capable = bool(driver and driver != "docker") or (
+        "io.containerd.snapshotter" in info_driver_status
     )
-
-
-def by_digest(name: str, digest: str) -> str:
-    """Return `name@sha256:...` for a repository name that may carry a tag."""
-    repo = name.split("@", 1)[0]
-    last = repo.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo = repo[: repo.rfind(":")]
-    return f"{repo}@{digest}"
-
-
-def platforms_needing_emulation(platforms: Sequence[str], host_arch: str) -> tuple[str, ...]:
-    """Return the requested platforms whose architecture differs from the host's."""
-    native = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(host_arch, host_arch)
-    return tuple(p for p in platforms if p.split("/")[1] != native)
+    return Builder(driver, tuple(dict.fromkeys(platforms)), capable)
 
 
 PROVENANCE_UNSUPPORTED = (

@@ -108,6 +108,20 @@ class Config:
     sign: SignConfig = field(default_factory=SignConfig)
     lab: LabConfig = field(default_factory=LabConfig)
 
+    def artifacts_path(self, image: ImageSpec) -> Path:
+        """Where the build record, scan reports and SBOMs of `image` are written."""
+        return self.root / Path(self.artifacts_dir).expanduser() / image.key
+
+    def dockerfile_path(self, image: ImageSpec) -> Path:
+        """The image's Dockerfile, or fail naming the key to fix."""
+        path = self.root / image.dockerfile
+        if not path.is_file():
+            raise ConfigError(
+                f"Dockerfile {image.dockerfile} not found: fix "
+                f"[tool.buildtasks.images.{image.key}] dockerfile"
+            )
+        return path
+
     def image(self, key: str) -> ImageSpec:
         """Return the image named `key`, or fail naming the configured ones."""
         try:

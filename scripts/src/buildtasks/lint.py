@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from buildtasks import trivy
 from buildtasks.command import Command
 from buildtasks.config import Config
 
@@ -35,19 +36,9 @@ def hadolint_command(root: Path, files: tuple[str, ...]) -> Command:
 
 
 def trivy_config_command(root: Path, dockerfile: str) -> Command:
-    """Trivy's misconfiguration checks on one Dockerfile, with the embedded checks (offline)."""
-    return Command(
-        (
-            "trivy",
-            "config",
-            "--quiet",
-            "--skip-check-update",
-            "--exit-code",
-            "1",
-            "--severity",
-            "HIGH,CRITICAL",
-            str(root / dockerfile),
-        )
+    """Trivy's misconfiguration checks on one Dockerfile: fail on HIGH or CRITICAL."""
+    return trivy.config_scan(
+        root / dockerfile, severity=("HIGH", "CRITICAL"), exit_code=1, quiet=True
     )
 
 

@@ -9,31 +9,14 @@ its manifest digest compared; any mismatch or failure is an error that says whic
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError, CommandFailed, RegistryUnavailable
+from buildtasks.refs import registry_error
 from buildtasks.runner import Runner
-
-AUTH_ERRORS = re.compile(
-    r"unauthorized|authentication required|denied|forbidden|failed to authorize|anonymous token"
-    r"|no basic auth credentials|\b401\b|\b403\b",
-    re.I,
-)
-DOWN_ERRORS = re.compile(
-    r"connection refused|no such host|i/o timeout|connection reset|dial tcp|server misbehaving",
-    re.I,
-)
-
-
-def registry_of(ref: str) -> str:
-    """The registry host of a reference (`docker.io` when it names none)."""
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
 
 
 def tag_command(digest: str, ref: str) -> Command:
@@ -55,45 +38,6 @@ def manifest_digest(raw: str) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def login_fix(registry: str) -> str:
-    return (
-        f"log in with `docker login {registry}` "
-        "(in GitHub Actions: docker/login-action with packages: write)"
-    )
-
-
-def login_missing(registry: str, v2_status: int, docker_config: Mapping[str, object]) -> bool:
-    """Whether a push to `registry` will be refused for want of credentials.
-
-    The registry asks for authentication (401 on /v2/) and Docker holds none for it: no
-    `auths` entry, no credential helper for it, and no default credential store.
-    """
-    if v2_status != 401:
-        return False
-    auths = docker_config.get("auths") or {}
-    helpers = docker_config.get("credHelpers") or {}
-    hosts = {registry, f"https://{registry}", f"http://{registry}"}
-    if registry == "docker.io":
-        hosts |= {"https://index.docker.io/v1/", "index.docker.io"}
-    known = any(h in auths for h in hosts) or any(h in helpers for h in hosts)  # type: ignore[operator]
-    return not known and not docker_config.get("credsStore")
-
-
-def classify_push_failure(ref: str, stderr: str) -> BuildtasksError | None:
-    """Turn a push's error text into a one-line error that names the fix, when recognisable."""
-    registry = registry_of(ref)
-    if AUTH_ERRORS.search(stderr):
-        return RegistryUnavailable(f"not allowed to push to {registry}: {login_fix(registry)}")
-    if DOWN_ERRORS.search(stderr):
-        fix = (
-            "start it with `uv run invoke lab.up`"
-            if registry.startswith(("127.", "localhost"))
-            else "check the address and network"
-        )
-        return RegistryUnavailable(f"registry {registry} is unreachable: {fix}")
-    return None
-
-
 @dataclass(frozen=True)
 class PushReport:
     digest: str
@@ -112,7 +56,7 @@ def push_by_digest(digest: str, tags: Sequence[str], runner: Runner) -> PushRepo
         )
     if not runner.dry:
         try:
-            runner.output(Command(("docker", "image", "inspect", "--format", "{{.Id}}", digest)))
+            runner.output(image_inspect(digest, "{{.Id}}"))
         except CommandFailed:
             raise BuildtasksError(
                 f"image {digest[:19]} is not in the engine's image store: rebuild it with "
@@ -124,7 +68,7 @@ def push_by_digest(digest: str, tags: Sequence[str], runner: Runner) -> PushRepo
             runner.run(tag_command(digest, ref), capture=True)
             runner.run(push_command(ref), capture=True)
         except CommandFailed as exc:
-            error: BuildtasksError = classify_push_failure(ref, str(exc)) or exc
+            error: BuildtasksError = registry_error(ref, str(exc), action="push to") or exc
             if pushed:
                 rest = ", ".join(t for t in tags if t not in pushed)
                 cls = (
@@ -154,29 +98,3 @@ def verify_pushed(digest: str, tags: Sequence[str], runner: Runner) -> None:
                 f"registry serves {served[:19]} for {ref}, not the built {digest[:19]}: "
                 "another push raced this one; rerun docker.push"
             )
-
-
-def require_login(registry: str, *, env: Mapping[str, str]) -> None:
-    """Fail before pushing anything when `registry` wants a login Docker does not have."""
-    import json
-    import os
-    import urllib.error
-    import urllib.request
-    from pathlib import Path
-
-    scheme = "http" if registry.startswith(("127.", "localhost")) else "https"
-    host = "registry-1.docker.io" if registry == "docker.io" else registry
-    try:
-        with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=5) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except OSError:
-        return  # unreachable: the push itself reports it with the right fix
-    config_dir = Path(env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"))
-    try:
-        docker_config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        docker_config = {}
-    if login_missing(registry, status, docker_config):
-        raise RegistryUnavailable(f"not logged in to {registry}: {login_fix(registry)}")

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx
 from buildtasks.build import BuildOptions, BuildOutcome, build_image
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
-from buildtasks.lab.ops import require_registry
-from buildtasks.push import push_by_digest, registry_of, require_login
+from buildtasks.push import push_by_digest
+from buildtasks.refs import by_digest, registry_of
+from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
@@ -106,7 +106,7 @@ def publish(
     image, digest = stage.image, stage.build.digest
     _say(runner, image, "push")
     push_by_digest(digest, stage.build.tags, runner)
-    stage.ref = buildx.by_digest(stage.build.tags[0], digest)
+    stage.ref = by_digest(stage.build.tags[0], digest)
     stage.steps.append(f"pushed {len(stage.build.tags)} tag(s)")
     _say(runner, image, f"sign {stage.ref}")
     sign_image(config, stage.ref, runner, env=env, options=options.sign)
@@ -147,7 +147,5 @@ def release(
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
     if not runner.dry:  # every target registry up and logged in before the first push
-        for registry in dict.fromkeys(registry_of(t) for s in stages for t in s.build.tags):
-            require_registry(registry)
-            require_login(registry, env=env)
+        require_ready((registry_of(t) for s in stages for t in s.build.tags), env=env)
     return [publish(config, stage, runner, options, env=env) for stage in stages]

@@ -1,8 +1,14 @@
 """Execute `Command`s: echo them shell-quoted, honour dry runs, turn failures into errors.
 
-This is the only module that starts processes for the tasks. It checks that the tool exists
-before running it (a missing tool is a `ToolNotFound` naming what to install) and turns a
-non-zero exit into `CommandFailed` with the command line and the plan's hint.
+Every command a plan returns runs here. The runner checks that the tool exists before running
+it (a missing tool is a `ToolNotFound` naming what to install) and turns a non-zero exit into
+`CommandFailed` with the command line and the plan's hint.
+
+A few processes start elsewhere, each for a reason of its own: the daemons `lab.up` leaves
+running (`lab.probes.spawn`), the `git` reads behind the tag context (`gitcontext.run_git`,
+injectable for tests), the `docker` calls that measure or probe a running image
+(`containers` and the image-test plugin), the benchmark timing `uv run invoke --list`,
+and Nox's own `session.run`.
 """
 
 from __future__ import annotations

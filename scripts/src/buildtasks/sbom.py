@@ -2,9 +2,8 @@
 
 An SBOM is an inventory: the packages of the operating system and of the application's
 virtual environment, with their versions, licences and package URLs. It needs no
-vulnerability DB, so it works offline; vulnerabilities are `docker.scan`'s job. The plans
-name an empty scanner list (`--scanners ''`) so a `TRIVY_SCANNERS` meant for scans cannot
-turn the inventory into a scan that needs the DB.
+vulnerability DB, so it works offline; vulnerabilities are `docker.scan`'s job. The Trivy
+command is planned in `buildtasks.trivy`.
 """
 
 from __future__ import annotations
@@ -14,52 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildtasks.build import artifacts_dir
-from buildtasks.command import Command
+from buildtasks import trivy
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError
+from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
-from buildtasks.scan import require_digest
 
 #: SBOM formats: Trivy's `--format` value and the file written under `.buildtasks/<image>/`.
-FORMATS: Mapping[str, str] = {
-    "cyclonedx": "sbom.cdx.json",
-    "spdx-json": "sbom.spdx.json",
-}
+FORMATS = trivy.SBOM_FORMATS
 
 
 def sbom_path(config: Config, image: ImageSpec, fmt: str) -> Path:
     """Where the SBOM of `image` in format `fmt` is written."""
-    return artifacts_dir(config, image) / FORMATS[fmt]
-
-
-def sbom(
-    ref: str,
-    fmt: str,
-    output: Path,
-    *,
-    cache_dir: str = "",
-    offline: bool = False,
-    local: bool = False,
-) -> Command:
-    """Return the Trivy run that writes the SBOM of `ref` (by digest) in `fmt` to `output`."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown SBOM format {fmt!r}; known: {', '.join(FORMATS)}")
-    argv = ["trivy", "image", "--format", fmt, "--output", str(output), "--scanners", ""]
-    argv += ["--no-progress"]
-    if cache_dir:
-        argv += ["--cache-dir", cache_dir]
-    if offline:
-        # Java archives are identified through the Java DB; offline, by their manifests only.
-        argv += ["--skip-java-db-update", "--offline-scan"]
-    argv += ["--image-src", "docker" if local else "remote"]
-    argv.append(require_digest(ref, local=local))
-    hint = (
-        "is the image in the engine? build it with --load"
-        if local
-        else "is the image pushed? push it with `uv run invoke docker.push`, or read the engine's copy with --local"
-    )
-    return Command(tuple(argv), hint=hint)
+    return config.artifacts_path(image) / FORMATS[fmt]
 
 
 @dataclass(frozen=True)
@@ -102,15 +68,15 @@ def write_sbom(
     local: bool = False,
 ) -> SbomResult:
     """Write `image`'s SBOMs (CycloneDX and SPDX JSON by default) for `ref`; return the files."""
-    require_digest(ref, local=local)
+    require_digest(ref, allow_image_id=local)
     files = {fmt: sbom_path(config, image, fmt) for fmt in formats}
     if not runner.dry:
-        artifacts_dir(config, image).mkdir(parents=True, exist_ok=True)
+        config.artifacts_path(image).mkdir(parents=True, exist_ok=True)
         for path in files.values():
             path.unlink(missing_ok=True)
     counts: dict[str, int] = {}
     for fmt, path in files.items():
-        command = sbom(ref, fmt, path, cache_dir=cache_dir, offline=offline, local=local)
+        command = trivy.sbom(ref, fmt, path, cache_dir=cache_dir, offline=offline, local=local)
         runner.run(command, capture=True)
         if runner.dry:
             continue

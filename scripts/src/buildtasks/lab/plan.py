@@ -1,6 +1,6 @@
 """Pure plans for the local lab: packages, daemon config, registry config, base stand-ins.
 
-Nothing here touches the machine; `buildtasks.lab.ops` applies these plans.
+Nothing here touches the machine; `buildtasks.lab.ops` and `lab.standins` apply these plans.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from buildtasks.command import Command
 from buildtasks.errors import ConfigError
+from buildtasks.refs import BaseRef
 
 # ------------------------------------------------------------------ packages
 
@@ -169,50 +170,6 @@ def registry_config(address: str, storage: Path) -> str:
 
 
 # ------------------------------------------------------------------ base-image stand-ins
-
-
-@dataclass(frozen=True)
-class BaseRef:
-    """A base image reference split into registry, repository and tag."""
-
-    registry: str
-    repository: str
-    tag: str
-
-    @property
-    def is_docker_hub(self) -> bool:
-        return self.registry == "docker.io"
-
-    def __str__(self) -> str:
-        if self.is_docker_hub:
-            repo = self.repository.removeprefix("library/")
-            return f"{repo}:{self.tag}"
-        return f"{self.registry}/{self.repository}:{self.tag}"
-
-
-def parse_base_ref(ref: str) -> BaseRef:
-    """Split `python:3.11-slim` / `ghcr.io/astral-sh/uv:0.13.9` (digests are not stand-in-able)."""
-    if "@" in ref:
-        raise ConfigError(f"cannot make a stand-in for a digest reference {ref!r}; use a tag")
-    name, _, tag = ref.rpartition(":")
-    if not name or "/" in tag:
-        name, tag = ref, "latest"
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return BaseRef(first, rest, tag)
-    repository = name if "/" in name else f"library/{name}"
-    return BaseRef("docker.io", repository, tag)
-
-
-def lab_ref(base: BaseRef, lab_registry: str) -> str:
-    """Where a stand-in lives in the lab registry.
-
-    docker.io images keep their mirror path (`library/python`) so the engine's mirror finds
-    them; others are namespaced by their registry host so nothing collides.
-    """
-    if base.is_docker_hub:
-        return f"{lab_registry}/{base.repository}:{base.tag}"
-    return f"{lab_registry}/{base.registry}/{base.repository}:{base.tag}"
 
 
 @dataclass(frozen=True)

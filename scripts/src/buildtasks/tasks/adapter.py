@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.context import Context
@@ -18,14 +19,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def runner_for(c: Context) -> Runner:
-    """Return a runner honouring Invoke's `--dry` (print, don't run) and `--echo`."""
+    """Return a runner honouring Invoke's `--dry` (print every command, run none).
+
+    Commands are always echoed (`+ docker buildx build ...`), with or without `--echo`: what
+    the tooling runs is part of its output, so a log shows exactly what happened.
+    """
     run = c.config.get("run", {})
     return Runner(dry=bool(run.get("dry", False)), echo=True)
 
 
 def load_config(c: Context) -> config_mod.Config:
-    """Load `[tool.buildtasks]` from the repository the task runs in."""
-    return config_mod.load()
+    """Load `[tool.buildtasks]` from the repository the task runs in (`c.cd(...)` honoured)."""
+    return config_mod.load(Path(c.cwd) if c.cwd else None)
 
 
 def errors_to_exit(func: F) -> F:

@@ -43,7 +43,7 @@ def build(
     provenance: str | None = None,
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
-    from buildtasks.build import BuildOptions, build_image, preflight
+    from buildtasks.build import BuildOptions, build_image, check_options, preflight
     from buildtasks.imagetests import image_test_command
 
     config = load_config(c)
@@ -60,10 +60,7 @@ def build(
         verbose=verbose,
         provenance=provenance,
     )
-    if name and len(images) > 1:
-        from buildtasks.errors import ConfigError
-
-        raise ConfigError("--name applies to one image: add --image")
+    check_options(config, images, options)
     preflight(runner)
     now = datetime.now(UTC)
     for spec in images:
@@ -154,19 +151,19 @@ def tags(
 @errors_to_exit
 def push(c: Context, image: str = "") -> None:
     """Push the last build's tags by digest and verify the registry serves that digest."""
-    from buildtasks.build import preflight, read_recorded
-    from buildtasks.lab.ops import require_registry
-    from buildtasks.push import push_by_digest, registry_of, require_login
+    from buildtasks.build import preflight
+    from buildtasks.push import push_by_digest
+    from buildtasks.record import read_recorded
+    from buildtasks.refs import registry_of
+    from buildtasks.registry import require_ready
 
     config = load_config(c)
     runner = runner_for(c)
     preflight(runner)
     for spec in config.select(image):
         recorded = read_recorded(config, spec)
-        for registry in dict.fromkeys(registry_of(t) for t in recorded.tags):
-            if not runner.dry:
-                require_registry(registry)
-                require_login(registry, env=os.environ)
+        if not runner.dry:
+            require_ready((registry_of(t) for t in recorded.tags), env=os.environ)
         report = push_by_digest(recorded.digest, recorded.tags, runner)
         print(f"{spec.key}: {report.digest}")
         for ref in report.pushed:

@@ -7,10 +7,8 @@ import os
 from invoke import task
 from invoke.context import Context
 
-from buildtasks import buildx
-from buildtasks.build import read_recorded
-from buildtasks.config import Config, ImageSpec
-from buildtasks.errors import ConfigError, GateFailed
+from buildtasks.errors import GateFailed
+from buildtasks.record import digest_targets
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, display_path, scan_dockerfile, scan_image
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
@@ -20,22 +18,6 @@ _REF_HELP = "Image by digest, name@sha256:... (default: the digest of the last d
 _LOCAL_HELP = "Read the image from the engine's image store instead of the registry"
 _CACHE_HELP = "Trivy cache directory (default: Trivy's own, or TRIVY_CACHE_DIR)"
 _OFFLINE_HELP = "Use only what is cached: no DB download, no network lookups"
-
-
-def _refs(config: Config, image: str, ref: str) -> list[tuple[ImageSpec, str]]:
-    """Pair each selected image with the digest reference to read."""
-    images = config.select(image)
-    if ref:
-        if len(images) > 1:
-            raise ConfigError("--ref names one image: add --image")
-        return [(images[0], ref)]
-    pairs = []
-    for spec in images:
-        recorded = read_recorded(config, spec)
-        if not recorded.tags:
-            raise ConfigError(f"the last build of {spec.key} recorded no name: pass --ref")
-        pairs.append((spec, buildx.by_digest(recorded.tags[0], recorded.digest)))
-    return pairs
 
 
 @task(
@@ -84,7 +66,7 @@ def scan(
         cache_dir=cache_dir,
     )
     failures = []
-    for spec, target in _refs(config, image, ref):
+    for spec, target in digest_targets(config, image, ref, allow_image_id=local):
         result = scan_image(
             config, spec, target, runner, options=options, env=os.environ, check=False
         )
@@ -120,7 +102,7 @@ def sbom(
     config = load_config(c)
     runner = runner_for(c)
     offline = offline or config.scan.offline
-    for spec, target in _refs(config, image, ref):
+    for spec, target in digest_targets(config, image, ref, allow_image_id=local):
         result = write_sbom(
             config, spec, target, runner, cache_dir=cache_dir, offline=offline, local=local
         )

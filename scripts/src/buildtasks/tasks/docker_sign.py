@@ -7,16 +7,13 @@ build's, or `--ref`), and print what was signed or verified.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
 
 from invoke import task
 from invoke.context import Context
-from invoke.tasks import Task
 
-from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import ConfigError
+from buildtasks.record import digest_targets
 from buildtasks.runner import Runner
 from buildtasks.sign import (
     DEFAULT_ATTESTATIONS,
@@ -24,24 +21,11 @@ from buildtasks.sign import (
     attest_image,
     detect_cosign_version,
     file_describes,
-    require_digest,
     sign_image,
     summarize,
     verify_image,
 )
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
-
-
-class _AliasedTask(Task):
-    """A task whose flags may have extra long names (`--public-key` is also `--pub`)."""
-
-    flag_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {"public_key": ("pub",)}
-
-    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
-        opts = super().arg_opts(name, default, taken_names)
-        opts["names"] = [*opts["names"], *self.flag_aliases.get(name, ())]
-        return opts
-
 
 _COMMON_HELP = {
     "image": "Configured image (default: every image in [tool.buildtasks.images])",
@@ -53,31 +37,7 @@ _COMMON_HELP = {
 }
 
 
-def targets(config: Config, image: str, ref: str) -> list[tuple[ImageSpec, str]]:
-    """The (image, name@sha256:...) pairs to work on: `--ref`, or each image's last build."""
-    from buildtasks.build import read_recorded
-    from buildtasks.buildx import by_digest
-
-    specs = config.select(image)
-    if ref:
-        require_digest(ref)
-        if len(specs) > 1:
-            keys = " or ".join(f"--image {s.key}" for s in specs)
-            raise ConfigError(f"--ref names one image: add {keys}")
-        return [(specs[0], ref.strip())]
-    pairs = []
-    for spec in specs:
-        recorded = read_recorded(config, spec)
-        if not recorded.tags:
-            raise ConfigError(
-                f"the last build of {spec.key} recorded no image name: pass --ref name@sha256:..."
-            )
-        pairs.append((spec, by_digest(recorded.tags[0], recorded.digest)))
-    return pairs
-
-
 @task(
-    klass=_AliasedTask,
     help=dict(_COMMON_HELP),
 )
 @errors_to_exit
@@ -93,7 +53,7 @@ def sign(
     config = load_config(c)
     runner = runner_for(c)
     options = SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None)
-    pairs = targets(config, image, ref)
+    pairs = digest_targets(config, image, ref)
     version = detect_cosign_version(runner)
     for spec, target in pairs:
         signed = sign_image(
@@ -106,7 +66,6 @@ def sign(
 
 
 @task(
-    klass=_AliasedTask,
     optional=["attestations"],
     help={
         **_COMMON_HELP,
@@ -154,7 +113,7 @@ def verify(
         kinds: tuple[str, ...] = DEFAULT_ATTESTATIONS
     else:
         kinds = tuple(k.strip() for k in str(attestations or "").split(",") if k.strip())
-    pairs = targets(config, image, ref)
+    pairs = digest_targets(config, image, ref)
     version = detect_cosign_version(runner)
     for spec, target in pairs:
         verified = verify_image(
@@ -175,7 +134,6 @@ def verify(
 
 
 @task(
-    klass=_AliasedTask,
     help={
         **_COMMON_HELP,
         "sbom": "CycloneDX JSON SBOM to attest (--type cyclonedx); default: "
@@ -196,15 +154,13 @@ def attest(
     vuln_report: str = "",
 ) -> None:
     """Attest the SBOM and the vulnerability report to images by digest with cosign."""
-    from buildtasks.build import artifacts_dir
-
     config = load_config(c)
     runner = runner_for(c)
     options = SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None)
-    pairs = targets(config, image, ref)
+    pairs = digest_targets(config, image, ref)
     version = detect_cosign_version(runner)
     for spec, target in pairs:
-        out = artifacts_dir(config, spec)
+        out = config.artifacts_path(spec)
         sbom_path = _artifact(sbom, out / "sbom.cdx.json", "cyclonedx", target, runner)
         report_path = _artifact(vuln_report, out / "trivy.json", "vuln", target, runner)
         if sbom_path is None and report_path is None:

@@ -1,0 +1,112 @@
+"""Probes of this machine for the lab: is the engine up, is an upstream registry reachable,
+which apt sources it has; and the one place the lab starts long-running daemons.
+
+Daemons (`dockerd`, the registry) outlive the task that starts them, so `spawn` starts them
+detached with `subprocess.Popen`; every other command goes through the `Runner`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as host_platform
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from buildtasks.buildx import engine_probe
+from buildtasks.errors import BuildtasksError, EngineUnavailable
+from buildtasks.runner import Runner
+
+UPSTREAMS = {"docker.io": "registry-1.docker.io", "ghcr.io": "ghcr.io"}
+
+
+def upstream_reachable(registry: str, timeout: float = 3.0) -> bool:
+    """Return True when the upstream registry host resolves and accepts a TLS connection."""
+    host = UPSTREAMS.get(registry, registry)
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def engine_running(runner: Runner) -> str:
+    """Return the engine's server version, or "" when no engine answers."""
+    try:
+        return runner.output(engine_probe(), timeout=20)
+    except (BuildtasksError, OSError):
+        return ""
+
+
+def wait_for(check, what: str, seconds: float, log: Path | None = None) -> None:
+    """Poll `check()` until true, or fail naming the log to read."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    where = f"; see {log}" if log else ""
+    raise EngineUnavailable(f"{what} did not become ready within {seconds:.0f}s{where}")
+
+
+def spawn(argv: Sequence[str], log: Path) -> int:
+    """Start a long-running daemon detached from this process; return its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def foreign_platforms(platforms: Sequence[str]) -> tuple[str, ...]:
+    """The requested platforms whose architecture differs from this machine's."""
+    return tuple(p for p in platforms if p.split("/")[1] != native_arch())
+
+
+def native_arch() -> str:
+    """This machine's architecture as Docker names it (`amd64`, `arm64`)."""
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(
+        host_platform.machine(), host_platform.machine()
+    )
+
+
+def read_text(path: str | Path) -> str:
+    """A file's text, or "" when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def apt_sources_text() -> str:
+    """The machine's active apt sources (apt reads only *.list and *.sources files)."""
+    directory = Path("/etc/apt/sources.list.d")
+    paths = [
+        Path("/etc/apt/sources.list"),
+        *sorted(directory.glob("*.sources")),
+        *sorted(directory.glob("*.list")),
+    ]
+    return "\n\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in paths
+        if p.is_file() and not p.name.startswith("buildtasks-lab")
+    )

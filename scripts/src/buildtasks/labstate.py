@@ -1,0 +1,95 @@
+"""The lab's state file: written by `lab.up`, read by builds. The one bridge between the two.
+
+A build never runs lab code. It reads this small file (when there is one) to learn what the
+lab provides: which base images are stand-ins in the lab registry (and for which platforms),
+and the proxy CA to pass as a BuildKit secret. A user with their own engine and registry has
+no state file, and the build then uses nothing from the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from buildtasks.errors import BuildtasksError
+from buildtasks.refs import mirror_ref, parse_base_ref
+
+
+def lab_home(env: Mapping[str, str] | None = None) -> Path:
+    """Where the lab keeps its state, logs, registry storage and base tarballs."""
+    env = os.environ if env is None else env
+    if value := env.get("BUILDTASKS_LAB_HOME"):
+        return Path(value)
+    cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "buildtasks" / "lab"
+
+
+@dataclass
+class State:
+    """What lab.up did, so lab.down undoes only that and builds know the lab's facts."""
+
+    started: dict[str, int] = field(default_factory=dict)  # part -> pid
+    seeded: dict[str, list[str]] = field(default_factory=dict)  # base ref -> platforms
+    ca_cert: str = ""
+    registry: str = ""
+
+    @classmethod
+    def load(cls, home: Path) -> State:
+        path = home / "state.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BuildtasksError(
+                f"cannot read the lab state {path} ({exc}): remove it and run `uv run invoke lab.up`"
+            ) from None
+        return cls(
+            started=dict(data.get("started", {})),
+            seeded={k: list(v) for k, v in data.get("seeded", {}).items()},
+            ca_cert=data.get("ca_cert", ""),
+            registry=data.get("registry", ""),
+        )
+
+    def save(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = home / "state.json.tmp"
+        tmp.write_text(json.dumps(self.__dict__, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(home / "state.json")
+
+
+def read(env: Mapping[str, str] | None = None) -> State:
+    """The lab's state for this user (empty when the lab was never brought up)."""
+    return State.load(lab_home(env))
+
+
+def build_contexts(state: State) -> dict[str, str]:
+    """Named build contexts that point non-docker.io bases at their lab stand-ins.
+
+    docker.io bases need none: the engine's registry mirror resolves them.
+    """
+    contexts = {}
+    for ref in state.seeded:
+        base = parse_base_ref(ref)
+        if not base.is_docker_hub and state.registry:
+            contexts[str(base)] = f"docker-image://{mirror_ref(base, state.registry)}"
+    return contexts
+
+
+def stand_ins_used(dockerfile_text: str, state: State) -> tuple[str, ...]:
+    """The seeded stand-ins a Dockerfile names (its bases that come from the lab)."""
+    return tuple(ref for ref in state.seeded if ref in dockerfile_text)
+
+
+def stand_ins_lacking(
+    dockerfile_text: str, state: State, platforms: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """The stand-ins this Dockerfile uses that lack some of `platforms` → the missing ones."""
+    return {
+        ref: tuple(p for p in platforms if p not in state.seeded[ref])
+        for ref in stand_ins_used(dockerfile_text, state)
+        if not set(platforms) <= set(state.seeded[ref])
+    }

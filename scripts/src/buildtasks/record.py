@@ -1,0 +1,115 @@
+"""The build record: what the last `docker.build` of an image produced, and where it is kept.
+
+buildx writes its `--metadata-file` to `<artifacts-dir>/<image>/metadata.json`; the build adds
+a `buildtasks` section with the tags and platforms it asked for. Every later step (push, scan,
+SBOM, sign, attest, verify) reads the digest from here: this module is the one place that
+knows the file's path and shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildtasks.config import Config, ImageSpec
+from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.refs import by_digest, require_digest
+
+
+def metadata_path(config: Config, image: ImageSpec) -> Path:
+    """Where the build record of `image` is written."""
+    return config.artifacts_path(image) / "metadata.json"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The facts a build's `--metadata-file` records."""
+
+    digest: str
+    image_names: tuple[str, ...]
+    config_digest: str = ""
+
+
+def read_metadata(path: Path) -> BuildResult:
+    """Read the digest and names from a `--metadata-file`; fail naming the fix if absent."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildtasksError(
+            f"no build metadata at {path}: build the image first with `uv run invoke docker.build`"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BuildtasksError(f"build metadata {path} is not valid JSON ({exc}); rebuild") from None
+    return parse_metadata(data, str(path))
+
+
+def parse_metadata(data: Mapping[str, object], where: str = "metadata") -> BuildResult:
+    """Extract the image digest from parsed buildx metadata."""
+    digest = data.get("containerimage.digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise BuildtasksError(
+            f"{where} has no containerimage.digest; the build did not produce an image — "
+            "rebuild with --load or --push"
+        )
+    names = data.get("image.name", "")
+    config_digest = data.get("containerimage.config.digest", "")
+    return BuildResult(
+        digest=digest,
+        image_names=tuple(n for n in str(names).split(",") if n),
+        config_digest=str(config_digest),
+    )
+
+
+def add_facts(path: Path, **facts: object) -> None:
+    """Add what the build asked for (tags, platforms, pushed) to its metadata file."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["buildtasks"] = {k: list(v) if isinstance(v, tuple) else v for k, v in facts.items()}
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The build facts `docker.push` and the release chain read back."""
+
+    digest: str
+    tags: tuple[str, ...]
+    platforms: tuple[str, ...]
+
+
+def read_recorded(config: Config, image: ImageSpec) -> Recorded:
+    """Read the digest and the tags of the last build of `image`."""
+    path = metadata_path(config, image)
+    result = read_metadata(path)
+    data = json.loads(path.read_text(encoding="utf-8")).get("buildtasks", {})
+    return Recorded(
+        digest=result.digest,
+        tags=tuple(data.get("tags", result.image_names)),
+        platforms=tuple(data.get("platforms", ())),
+    )
+
+
+def digest_targets(
+    config: Config, image: str, ref: str, *, allow_image_id: bool = False
+) -> list[tuple[ImageSpec, str]]:
+    """The (image, `name@sha256:...`) pairs a step works on: `--ref`, or each last build.
+
+    `--ref` names one image, so it needs `--image` when several are configured.
+    """
+    specs = config.select(image)
+    if ref:
+        target = str(require_digest(ref, allow_image_id=allow_image_id))
+        if len(specs) > 1:
+            keys = " or ".join(f"--image {s.key}" for s in specs)
+            raise ConfigError(f"--ref names one image: add {keys}")
+        return [(specs[0], target)]
+    pairs = []
+    for spec in specs:
+        recorded = read_recorded(config, spec)
+        if not recorded.tags:
+            raise ConfigError(
+                f"the last build of {spec.key} recorded no image name: pass --ref name@sha256:..."
+            )
+        pairs.append((spec, by_digest(recorded.tags[0], recorded.digest)))
+    return pairs
