@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from labtest import ROOT, artifacts, lab_registry, registry_reachable, unique_repo
+from support.lab import ROOT, artifacts, lab_registry, registry_reachable, unique_repo
 
 
 def pytest_configure(config) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from labtest import invoke
+from support.lab import invoke
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from buildtasks.build import BuildOptions, build_image
 from buildtasks.config import Config, ImageSpec
-from buildtasks.imagetesting import docker, unpacked_bytes
+from buildtasks.containers import seconds_to_healthy, unpacked_bytes
 from buildtasks.runner import Runner
 
 BEGIN = "<!-- benchmark:begin -->"
@@ -46,23 +46,6 @@ def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
-
-
-def seconds_to_healthy(image: str, *args: str, timeout: float = 60) -> float:
-    """Start a container and return the seconds until Docker reports it healthy."""
-    started = time.perf_counter()
-    container = docker("run", "-d", image, *args).stdout.strip()
-    try:
-        while time.perf_counter() - started < timeout:
-            status = docker(
-                "inspect", "--format", "{{.State.Health.Status}}", container
-            ).stdout.strip()
-            if status == "healthy":
-                return time.perf_counter() - started
-            time.sleep(0.05)
-        raise RuntimeError(f"{image} did not turn healthy within {timeout}s")
-    finally:
-        docker("rm", "-f", container)
 
 
 def invoke_list_seconds(root: Path, runs: int) -> float:

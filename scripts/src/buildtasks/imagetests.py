@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from buildtasks.command import Command
@@ -14,15 +16,17 @@ IMAGE_ENV = "BUILDTASKS_IMAGE"
 BUDGET_ENV = "BUILDTASKS_SIZE_BUDGET_MB"
 
 
-def image_test_command(
-    image: ImageSpec,
-    ref: str,
-    *,
-    root: Path,
-    python: str = sys.executable,
-    extra: tuple[str, ...] = (),
-) -> Command:
-    """Return the pytest run of `image`'s tests against `ref` (a digest or `name@sha256:`)."""
+@dataclass(frozen=True)
+class ImageTests:
+    """The pytest arguments and environment that test `image` against one built image."""
+
+    image: ImageSpec
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+def image_tests(image: ImageSpec, ref: str, *, root: Path) -> ImageTests:
+    """Plan the test run of `image`'s suite against `ref` (a digest or `name@sha256:`)."""
     if not image.tests:
         raise ConfigError(
             f"image {image.key!r} has no tests: set [tool.buildtasks.images.{image.key}] tests"
@@ -35,9 +39,22 @@ def image_test_command(
     env = {IMAGE_ENV: ref}
     if image.size_budget_mb:
         env[BUDGET_ENV] = str(image.size_budget_mb)
+    return ImageTests(image, (str(path), "-p", "no:cacheprovider"), env)
+
+
+def image_test_command(
+    image: ImageSpec,
+    ref: str,
+    *,
+    root: Path,
+    python: str = sys.executable,
+    extra: tuple[str, ...] = (),
+) -> Command:
+    """Return the pytest run of `image`'s tests against `ref` (a digest or `name@sha256:`)."""
+    plan = image_tests(image, ref, root=root)
     return Command(
-        (python, "-m", "pytest", str(path), "-p", "no:cacheprovider", *extra),
-        env=env,
+        (python, "-m", "pytest", *plan.args, *extra),
+        env=plan.env,
         cwd=str(root),
         hint=f"the image tests of {image.key} failed",
     )

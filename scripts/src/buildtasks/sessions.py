@@ -9,21 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from buildtasks import config as config_mod
+from buildtasks import imagetests
 from buildtasks.build import BuildOptions, build_image, preflight
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError
-from buildtasks.imagetests import image_test_command
 from buildtasks.lint import lint_commands
 from buildtasks.runner import Runner
-
-#: pytest's exit code when it collected nothing: a broken selection, never a pass.
-PYTEST_NO_TESTS = 5
 
 
 @contextlib.contextmanager
@@ -41,33 +36,12 @@ def run(session, command: Command) -> None:
 
 
 def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:
-    """Run pytest; exit 5 (nothing collected) fails the session with an explanation.
+    """Run pytest in the project's environment.
 
-    Nox only reports success or failure, so pytest's exit code comes back through a file.
+    Any non-zero exit fails the session, including 5 (pytest collected nothing), which pytest
+    itself reports as "no tests ran": a broken selection never passes.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        status_file = Path(tmp) / "status"
-        session.run(
-            sys.executable,
-            "-c",
-            PYTEST_WITH_STATUS,
-            *args,
-            env={**(env or {}), STATUS_ENV: str(status_file)},
-            external=True,
-        )
-        status = int(status_file.read_text() or "1") if status_file.is_file() else 1
-    if status == PYTEST_NO_TESTS:
-        session.error(f"pytest collected no tests from {' '.join(args)}: check the paths and -m/-k")
-    if status:
-        session.error(f"pytest failed with exit code {status}")
-
-
-STATUS_ENV = "NOX_PYTEST_STATUS_FILE"
-#: Runs pytest, records its exit code, and exits 0 so the session decides what it means.
-PYTEST_WITH_STATUS = (
-    "import os, sys, pytest; code = int(pytest.main(sys.argv[1:])); "
-    f"open(os.environ['{STATUS_ENV}'], 'w').write(str(code))"
-)
+    session.run(sys.executable, "-m", "pytest", *args, env=env or None, external=True)
 
 
 def lint(session) -> None:
@@ -107,8 +81,8 @@ def image_tests(session) -> None:
             outcome = build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
             built[f"BUILDTASKS_IMAGE_{image.key.upper()}"] = outcome.digest
             session.log(f"{image.key}: testing {outcome.digest}")
-            command = image_test_command(image, outcome.digest, root=config.root)
-            pytest(session, *command.argv[3:], *session.posargs, env={**built, **command.env})
+            plan = imagetests.image_tests(image, outcome.digest, root=config.root)
+            pytest(session, *plan.args, *session.posargs, env={**built, **plan.env})
 
 
 def benchmark(session) -> None:

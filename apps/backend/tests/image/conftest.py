@@ -1,10 +1,10 @@
-"""Fixtures for tests of the built backend image (shared harness: buildtasks.imagetesting)."""
+"""Fixtures for tests of the built backend image (shared harness: buildtasks.testing.images)."""
 
 from __future__ import annotations
 
 import pytest
 
-from buildtasks.imagetesting import image, network, run_container  # noqa: F401 - fixtures
+from buildtasks.testing.images import image, network, run_container  # noqa: F401 - fixtures
 
 
 @pytest.fixture

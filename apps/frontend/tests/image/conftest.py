@@ -1,4 +1,4 @@
-"""Fixtures for tests of the built web image (shared harness: buildtasks.imagetesting).
+"""Fixtures for tests of the built web image (shared harness: buildtasks.testing.images).
 
 `BUILDTASKS_IMAGE_BACKEND`, set by `nox -s image_tests` to the backend image it just built,
 adds tests against a real API gateway container.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildtasks.imagetesting import image, network, run_container  # noqa: F401 - fixtures
+from buildtasks.testing.images import image, network, run_container  # noqa: F401 - fixtures
 
 PORT = 8080
 

@@ -1,6 +1,7 @@
 """Fixtures and checks for tests of built images: real containers on the real engine.
 
-Each app's `tests/image/conftest.py` imports the fixtures it needs from here and sets its
+A pytest plugin, shipped with the `testing` extra (`buildtasks[testing]`). Each app's
+`tests/image/conftest.py` imports the fixtures it needs from here and sets its
 service port with a `container_port` fixture. The image under test comes from
 `BUILDTASKS_IMAGE` (a digest or `name@sha256:...`), set by `uv run nox -s image_tests` and
 `uv run invoke docker.build --test`; its size budget from `BUILDTASKS_SIZE_BUDGET_MB`.
@@ -23,19 +24,19 @@ from pathlib import Path
 
 import pytest
 
+from buildtasks import containers
+from buildtasks.containers import unpacked_bytes
 from buildtasks.imagetests import BUDGET_ENV, IMAGE_ENV
 
 
 def docker(
     *args: str, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI and capture its output; with `check`, fail showing docker's error."""
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=False, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args[:2])} failed: {result.stderr.strip()[-500:]}")
-    return result
+    """Run the docker CLI; with `check`, fail the test showing docker's error."""
+    try:
+        return containers.docker(*args, check=check, timeout=timeout)
+    except RuntimeError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @dataclass
@@ -152,19 +153,6 @@ def run_container(image: str, container_port: int) -> Iterator:
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def unpacked_bytes(image: str) -> int:
-    """The size of the image's flattened filesystem, as `docker export` streams it."""
-    name = docker("create", image).stdout.strip()
-    try:
-        proc = subprocess.Popen(["docker", "export", name], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        size = sum(len(chunk) for chunk in iter(lambda: proc.stdout.read(1 << 20), b""))
-        proc.wait(timeout=120)
-        return size
-    finally:
-        docker("rm", "-f", name, check=False)
 
 
 def size_budget_mb() -> int:

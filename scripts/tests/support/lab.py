@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def artifacts() -> str:
@@ -22,7 +22,7 @@ def lab_registry() -> str:
 
 def registry_reachable(address: str) -> bool:
     """Whether a registry answers /v2/ at `address` (the lab's own probe)."""
-    from buildtasks.lab.ops import registry_up
+    from buildtasks.registry import registry_up
 
     return registry_up(address)
 

@@ -1,0 +1,1 @@
+"""Test support: the lab registry helpers, the invented vulnerability DB, shared helpers."""
