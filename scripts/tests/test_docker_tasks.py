@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labtest import artifacts, invoke, registry_reachable, unique_repo
-
-pytestmark = pytest.mark.lab
+from support.lab import artifacts, invoke, registry_reachable, unique_repo
 
 
 def crane(*args: str) -> str:
@@ -29,6 +27,7 @@ def registry_tags(repo: str) -> set[str]:
     return set(crane("ls", repo).split())
 
 
+@pytest.mark.lab
 def test_build_prints_the_digest_records_it_and_loads_the_image(lab):
     name = unique_repo(lab, "monorepo")
     result = build_backend(name, "one", "-t", "two")
@@ -48,6 +47,7 @@ def test_build_prints_the_digest_records_it_and_loads_the_image(lab):
     assert "+ docker buildx build" in result.stderr  # every command is echoed
 
 
+@pytest.mark.lab
 def test_push_leaves_exactly_the_tags_on_one_digest_with_the_computed_labels(lab):
     name = unique_repo(lab, "monorepo")
     env = {"GITHUB_ACTIONS": "", "BUILDTASKS_REGISTRY": name.rsplit("/", 1)[0]}
@@ -113,6 +113,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
         ),
     ],
 )
+@pytest.mark.lab
 def test_the_default_scheme_end_to_end_in_the_lab(lab, tmp_path, event, ref, payload, expected):
     name = unique_repo(lab, "monorepo")
     payload = {"repository": {"default_branch": "main"}, **payload}
@@ -181,6 +182,7 @@ def auth_registry(tmp_path):
     proc.wait()
 
 
+@pytest.mark.lab
 def test_push_without_a_login_fails_in_one_line_before_pushing(auth_registry, tmp_path):
     name = f"{auth_registry}/auth/monorepo"
     build = build_backend(name, "x")
@@ -196,6 +198,7 @@ def test_push_without_a_login_fails_in_one_line_before_pushing(auth_registry, tm
     assert "+ docker image push" not in push.stderr
 
 
+@pytest.mark.lab
 def test_push_to_a_stopped_registry_fails_in_one_line_and_reports_no_success(spare_registry):
     address, proc = spare_registry
     name = f"{address}/down/monorepo"
@@ -213,6 +216,7 @@ def test_push_to_a_stopped_registry_fails_in_one_line_and_reports_no_success(spa
     assert "pushed" not in push.stdout
 
 
+@pytest.mark.lab
 def test_push_after_the_registry_dies_midway_names_what_was_not_pushed(spare_registry, lab):
     # The lab registry is up; the second tag points at the stopped one.
     address, proc = spare_registry
@@ -313,6 +317,7 @@ def test_a_missing_dockerfile_names_the_key_to_fix(tmp_path):
     )
 
 
+@pytest.mark.lab
 def test_dry_run_prints_the_plan_and_builds_nothing(lab):
     name = unique_repo(lab, "monorepo")
     result = invoke("--dry", "docker.build", "--image", "backend", "--name", name, "-t", "dry")
@@ -324,6 +329,7 @@ def test_dry_run_prints_the_plan_and_builds_nothing(lab):
     assert check.returncode != 0
 
 
+@pytest.mark.lab
 def test_no_cache_rebuilds_everything_and_still_works_offline(lab):
     name = unique_repo(lab, "monorepo")
     result = build_backend(
@@ -340,6 +346,7 @@ def test_no_cache_rebuilds_everything_and_still_works_offline(lab):
     assert "--no-cache --pull" in result.stderr
 
 
+@pytest.mark.lab
 def test_build_with_test_runs_the_image_tests_on_the_result(lab):
     name = unique_repo(lab, "monorepo")
     result = build_backend(name, "tested", "--test")
@@ -365,7 +372,11 @@ def test_tags_json_is_one_object_with_the_documented_keys():
     assert data["labels"]["org.opencontainers.image.version"] == "abc"
 
 
+@pytest.mark.lab
 def test_multi_platform_build_pushes_one_index_whose_arm64_image_runs(lab):
+    # What a user does: make arm64 buildable (QEMU, stand-in bases), then build both.
+    seeded = invoke("lab.up", "--qemu", "--platform", "linux/amd64,linux/arm64", timeout=1800)
+    assert seeded.returncode == 0, seeded.stderr[-3000:]
     name = unique_repo(lab, "monorepo")
     result = build_backend(
         name,
@@ -404,6 +415,7 @@ def test_multi_platform_build_pushes_one_index_whose_arm64_image_runs(lab):
     assert run.stdout.strip() == "aarch64"
 
 
+@pytest.mark.lab
 def test_provenance_max_is_attached_to_the_pushed_index(lab):
     name = unique_repo(lab, "monorepo")
     result = build_backend(
@@ -430,6 +442,7 @@ def test_provenance_max_is_attached_to_the_pushed_index(lab):
     assert "https://slsa.dev/provenance/v0.2" in predicates
 
 
+@pytest.mark.lab
 def test_a_missing_buildx_plugin_names_the_fix(tmp_path):
     # The real docker CLI and engine, with only the buildx plugin made unavailable.
     real = shutil.which("docker")

@@ -7,14 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
-from labtest import invoke
-
-pytestmark = pytest.mark.lab
+from support.lab import invoke
 
 
+@pytest.mark.lab
 def test_status_reports_every_part_and_succeeds_when_the_lab_is_up(lab):
     result = invoke("lab.status")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -23,11 +21,10 @@ def test_status_reports_every_part_and_succeeds_when_the_lab_is_up(lab):
     assert "containerd image store" in result.stdout
 
 
-def test_up_is_idempotent_and_fast_when_everything_is_there(lab):
-    started = time.monotonic()
+@pytest.mark.lab
+def test_up_is_idempotent_when_everything_is_there(lab):
     result = invoke("lab.up")
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 60
     assert "lab: ready" in result.stderr
     assert "installing" not in result.stderr
     assert "registry   ok" in result.stderr and "engine     ok" in result.stderr
@@ -72,6 +69,7 @@ def test_down_with_nothing_started_says_so(tmp_path):
     assert "nothing to stop" in result.stderr
 
 
+@pytest.mark.lab
 def test_up_removes_a_bridge_left_by_a_lost_engine_state(lab):
     name = "br-0badc0ffee00"
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)

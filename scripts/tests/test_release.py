@@ -9,11 +9,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from labtest import invoke
-
-from buildtasks.vulndb import write_db
-
-pytestmark = pytest.mark.lab
+from support.lab import invoke
+from support.vulndb import write_db
 
 
 @pytest.fixture
@@ -38,6 +35,7 @@ def release_env(tmp_path, lab):
     return namespace, env, tmp_path
 
 
+@pytest.mark.lab
 def test_a_failing_scan_gate_stops_the_chain_before_anything_is_pushed(release_env):
     namespace, env, _ = release_env
     result = invoke("docker.release", "--image", "backend", "--skip-tests", env=env)
@@ -52,6 +50,7 @@ def test_a_failing_scan_gate_stops_the_chain_before_anything_is_pushed(release_e
     assert "==> backend: push" not in result.stderr
 
 
+@pytest.mark.lab
 def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_env):
     namespace, env, tmp_path = release_env
     ignore = tmp_path / ".trivyignore"
@@ -99,6 +98,7 @@ def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_
     assert "skips the transparency log" in result.stderr
 
 
+@pytest.mark.lab
 def test_no_push_runs_the_gates_and_publishes_nothing(release_env):
     namespace, env, tmp_path = release_env
     ignore = tmp_path / ".trivyignore"

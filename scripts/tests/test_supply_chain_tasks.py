@@ -10,13 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from labtest import artifacts, invoke
-
-from buildtasks.vulndb import write_db
-
-pytestmark = pytest.mark.lab
+from support.lab import artifacts, invoke
+from support.vulndb import write_db
 
 
+@pytest.mark.lab
 def test_each_task_works_on_the_digest_of_the_last_build(tmp_path, lab):
     for pair in ("good", "other"):
         (tmp_path / pair).mkdir()

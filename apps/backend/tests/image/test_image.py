@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from buildtasks.imagetesting import (
+from buildtasks.testing.images import (
     assert_fast_healthcheck,
     assert_no_proxy_ca_in_layers,
     assert_within_size_budget,
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.lab
 
 def test_gateway_turns_healthy_and_serves_health(run_container):
     container = run_container()
-    seconds = container.wait_healthy()
-    assert seconds < 30
+    container.wait_healthy()
     assert container.get("/health") == (200, {"status": "ok"})
 
 

@@ -1,0 +1,140 @@
+"""`docker.build` and `docker.push` as tasks, fast: which commands run, in which order.
+
+Invoke's `MockContext` with `--dry` set: the tasks plan and echo every command, and nothing
+runs. The real-engine tests of the same tasks are in test_docker_tasks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from invoke import MockContext
+from invoke.config import Config as InvokeConfig
+from invoke.exceptions import Exit
+from support.lab import ROOT
+
+from buildtasks import config as config_mod
+from buildtasks.tasks import docker
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture(autouse=True)
+def no_lab(tmp_path, monkeypatch):
+    """No lab state: the plans are those of a user with their own engine."""
+    monkeypatch.setenv("BUILDTASKS_LAB_HOME", str(tmp_path / "no-lab"))
+
+
+def dry() -> MockContext:
+    return MockContext(config=InvokeConfig(overrides={"run": {"dry": True}}))
+
+
+def commands(err: str) -> list[list[str]]:
+    """The echoed commands, each as its argv (without the `VAR=value` prefixes)."""
+    argvs = []
+    for line in err.splitlines():
+        if line.startswith("+ "):
+            words = shlex.split(line[2:])
+            while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+                words.pop(0)
+            argvs.append(words)
+    return argvs
+
+
+def option(argv: list[str], name: str) -> list[str]:
+    """Every value given to `name` in `argv`."""
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == name]
+
+
+def test_build_runs_one_buildx_build_with_the_flags_asked_for(capsys):
+    c = dry()
+    with c.cd(ROOT):
+        docker.build(
+            c,
+            image="backend",
+            name="127.0.0.1:5000/t/app",
+            tag=["one", "two"],
+            platform="linux/amd64,linux/arm64",
+            build_arg=["EXTRA=1"],
+            no_cache=True,
+            push=True,
+        )
+    out, err = capsys.readouterr()
+    (build,) = commands(err)
+    assert build[:3] == ["docker", "buildx", "build"]
+    assert option(build, "--tag") == ["127.0.0.1:5000/t/app:one", "127.0.0.1:5000/t/app:two"]
+    assert option(build, "--platform") == ["linux/amd64,linux/arm64"]
+    assert "EXTRA=1" in option(build, "--build-arg")
+    assert "UV_NO_CACHE=1" in option(build, "--build-arg")
+    assert {"--no-cache", "--pull", "--push"} <= set(build)
+    assert "--load" not in build
+    assert build[-1] == str(ROOT)
+    assert out.startswith("backend: sha256:")
+
+
+def test_build_without_image_builds_every_image_in_config_order_then_tests_each(capsys):
+    c = dry()
+    with c.cd(ROOT):
+        docker.build(c, tag=["t"], test=True)
+    argvs = commands(capsys.readouterr().err)
+    kinds = [
+        ("build", Path(option(a, "--file")[0]).parent.name) if "buildx" in a else ("test", a[3])
+        for a in argvs
+    ]
+    order = list(config_mod.load(ROOT).images)
+    assert kinds == [
+        step
+        for key in order
+        for step in (
+            ("build", key),
+            ("test", str(ROOT / config_mod.load(ROOT).image(key).tests)),
+        )
+    ]
+    assert all("--load" in a for a in argvs if "buildx" in a)
+
+
+def test_a_name_for_several_images_is_refused_before_anything_runs(capsys):
+    c = dry()
+    with c.cd(ROOT), pytest.raises(Exit) as exc:
+        docker.build(c, name="ghcr.io/acme/app")
+    assert exc.value.code == 2
+    assert "--name applies to one image" in str(exc.value.message)
+    assert commands(capsys.readouterr().err) == []
+
+
+def _record(artifacts: Path, tags: list[str]) -> None:
+    out = artifacts / "backend"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metadata.json").write_text(
+        json.dumps({"containerimage.digest": DIGEST, "buildtasks": {"tags": tags}})
+    )
+
+
+def test_push_points_each_recorded_tag_at_the_digest_then_pushes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BUILDTASKS_ARTIFACTS_DIR", str(tmp_path))
+    tags = ["127.0.0.1:5000/t/app:a", "127.0.0.1:5000/t/app:b"]
+    _record(tmp_path, tags)
+    c = dry()
+    with c.cd(ROOT):
+        docker.push(c, image="backend")
+    out, err = capsys.readouterr()
+    assert commands(err) == [
+        ["docker", "image", "tag", DIGEST, tags[0]],
+        ["docker", "image", "push", "--quiet", tags[0]],
+        ["docker", "image", "tag", DIGEST, tags[1]],
+        ["docker", "image", "push", "--quiet", tags[1]],
+    ]
+    assert f"would push {tags[1]}" in out
+
+
+def test_push_without_a_build_record_says_to_build_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BUILDTASKS_ARTIFACTS_DIR", str(tmp_path))
+    c = dry()
+    with c.cd(ROOT), pytest.raises(Exit) as exc:
+        docker.push(c, image="backend")
+    assert "build the image first with `uv run invoke docker.build`" in str(exc.value.message)
+    assert commands(capsys.readouterr().err) == []
