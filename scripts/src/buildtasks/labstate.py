@@ -88,8 +88,8 @@ def stand_ins_lacking(
     dockerfile_text: str, state: State, platforms: Sequence[str]
 ) -> dict[str, tuple[str, ...]]:
     """The stand-ins this Dockerfile uses that lack some of `platforms` → the missing ones."""
-    return {
+    missing = {
         ref: tuple(p for p in platforms if p not in state.seeded[ref])
         for ref in stand_ins_used(dockerfile_text, state)
-        if not set(platforms) <= set(state.seeded[ref])
     }
+    return {ref: lacks for ref, lacks in missing.items() if lacks}

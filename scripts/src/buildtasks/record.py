@@ -32,17 +32,20 @@ class BuildResult:
     config_digest: str = ""
 
 
-def read_metadata(path: Path) -> BuildResult:
-    """Read the digest and names from a `--metadata-file`; fail naming the fix if absent."""
+def _load(path: Path) -> Mapping[str, object]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BuildtasksError(
             f"no build metadata at {path}: build the image first with `uv run invoke docker.build`"
         ) from None
     except json.JSONDecodeError as exc:
         raise BuildtasksError(f"build metadata {path} is not valid JSON ({exc}); rebuild") from None
-    return parse_metadata(data, str(path))
+
+
+def read_metadata(path: Path) -> BuildResult:
+    """Read the digest and names from a `--metadata-file`; fail naming the fix if absent."""
+    return parse_metadata(_load(path), str(path))
 
 
 def parse_metadata(data: Mapping[str, object], where: str = "metadata") -> BuildResult:
@@ -81,12 +84,14 @@ class Recorded:
 def read_recorded(config: Config, image: ImageSpec) -> Recorded:
     """Read the digest and the tags of the last build of `image`."""
     path = metadata_path(config, image)
-    result = read_metadata(path)
-    data = json.loads(path.read_text(encoding="utf-8")).get("buildtasks", {})
+    data = _load(path)
+    result = parse_metadata(data, str(path))
+    facts = data.get("buildtasks")
+    facts = facts if isinstance(facts, Mapping) else {}
     return Recorded(
         digest=result.digest,
-        tags=tuple(data.get("tags", result.image_names)),
-        platforms=tuple(data.get("platforms", ())),
+        tags=tuple(facts.get("tags", result.image_names)),
+        platforms=tuple(facts.get("platforms", ())),
     )
 
 

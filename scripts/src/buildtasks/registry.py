@@ -41,17 +41,6 @@ def registry_up(address: str, timeout: float = 2.0) -> bool:
     return status is not None and status < 500
 
 
-def require_registry(address: str) -> None:
-    """Fail with the fix when a registry on this machine does not answer.
-
-    Remote registries are not probed here: the push itself reports them with the right fix.
-    """
-    if is_loopback(address) and not registry_up(address):
-        raise RegistryUnavailable(
-            f"registry {address} is down: start it with `uv run invoke lab.up`"
-        )
-
-
 def login_missing(registry: str, v2: int | None, docker_config: Mapping[str, object]) -> bool:
     """Whether a push to `registry` will be refused for want of credentials.
 
@@ -79,17 +68,17 @@ def docker_config(env: Mapping[str, str]) -> Mapping[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def require_login(registry: str, *, env: Mapping[str, str]) -> None:
-    """Fail before pushing anything when `registry` wants a login Docker does not have."""
-    status = v2_status(registry)
-    if status is None:
-        return  # unreachable: require_registry or the push itself reports it with the fix
-    if login_missing(registry, status, docker_config(env)):
-        raise RegistryUnavailable(f"not logged in to {registry}: {login_fix(registry)}")
-
-
 def require_ready(registries: Iterable[str], *, env: Mapping[str, str]) -> None:
-    """Every registry answers (when local) and accepts our login: checked before any push."""
+    """Before any push: each registry on this machine answers, and none wants a missing login.
+
+    One `/v2/` probe per registry. A remote registry that does not answer is left to the push
+    itself, which reports it with the right fix.
+    """
     for registry in dict.fromkeys(registries):
-        require_registry(registry)
-        require_login(registry, env=env)
+        status = v2_status(registry)
+        if is_loopback(registry) and (status is None or status >= 500):
+            raise RegistryUnavailable(
+                f"registry {registry} is down: start it with `uv run invoke lab.up`"
+            )
+        if login_missing(registry, status, docker_config(env)):
+            raise RegistryUnavailable(f"not logged in to {registry}: {login_fix(registry)}")
