@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import time
@@ -26,24 +27,25 @@ from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, ToolNotFound
 from buildtasks.lab import plan
+from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_atomic, write_daemon_json
 from buildtasks.lab.probes import (
     apt_sources_text,
     engine_running,
     foreign_platforms,
     is_root,
     pid_alive,
+    process_cmdline,
+    process_uid,
+    read_text,
     spawn,
     upstream_reachable,
     wait_for,
 )
 from buildtasks.lab.standins import Seeder
 from buildtasks.labstate import State, lab_home
-from buildtasks.refs import is_loopback, parse_base_ref
+from buildtasks.refs import parse_base_ref
 from buildtasks.registry import registry_up
 from buildtasks.runner import Runner
-
-DAEMON_JSON = Path("/etc/docker/daemon.json")
-
 
 # ------------------------------------------------------------------ the lab
 
@@ -55,10 +57,13 @@ class Lab:
     config: Config
     runner: Runner
     home: Path = field(default_factory=lab_home)
+    #: Where a root lab keeps the registry's config and storage.
+    registry_dir: Path = plan.SYSTEM_REGISTRY_DIR
 
     @property
     def registry(self) -> str:
-        return self.config.lab.registry
+        """The lab registry's address; refused unless it is a loopback one."""
+        return plan.check_lab_registry(self.config.lab.registry)
 
     @property
     def seeder(self) -> Seeder:
@@ -101,6 +106,7 @@ class Lab:
         return missing
 
     def install(self, *, qemu: bool) -> None:
+        self.refresh_pins()
         missing = self.missing_tools(qemu=qemu)
         if not missing:
             self.runner.say(
@@ -124,70 +130,189 @@ class Lab:
                     "no Debian archive in the apt sources to add trixie and sid from; "
                     f"install {', '.join(missing)} yourself"
                 )
-            Path(plan.SOURCES_FILE).write_text(
-                plan.EXTRA_SOURCES.format(mirror=mirror), encoding="utf-8"
-            )
-            Path(plan.PINS_FILE).write_text(plan.EXTRA_PINS, encoding="utf-8")
+            write_atomic(Path(plan.SOURCES_FILE), plan.EXTRA_SOURCES.format(mirror=mirror))
+            write_atomic(Path(plan.PINS_FILE), plan.EXTRA_PINS)
         self.runner.run(
             Command(("apt-get", "update", "-q"), env={"DEBIAN_FRONTEND": "noninteractive"})
         )
         self.runner.run(plan.apt_install(plan.apt_packages(missing, os_release)))
 
+    def refresh_pins(self) -> None:
+        """Rewrite the lab's apt pins when an older lab.up wrote different ones."""
+        pins = Path(plan.PINS_FILE)
+        if not Path(plan.SOURCES_FILE).is_file() or read_text(pins) == plan.EXTRA_PINS:
+            return
+        if not is_root():
+            self.runner.say(
+                f"lab: apt pins   {pins} is outdated (the lab's packages get no updates): rerun lab.up as root"
+            )
+            return
+        self.runner.say(
+            f"lab: apt pins   rewriting {pins}: the lab's packages follow their suite, nothing else"
+        )
+        if not self.runner.dry:
+            write_atomic(pins, plan.EXTRA_PINS)
+
     # -------------------------------------------------------------- registry
 
+    def registry_user(self) -> tuple[str, int | str, int | str]:
+        """The unprivileged user the registry runs as: (name, uid, gid); created if none exists."""
+        for name in plan.REGISTRY_USERS:
+            with contextlib.suppress(KeyError):
+                entry = pwd.getpwnam(name)
+                return name, entry.pw_uid, entry.pw_gid
+        name = plan.REGISTRY_USERS[-1]
+        self.runner.run(plan.useradd(name))
+        if self.runner.dry:
+            return name, name, name
+        entry = pwd.getpwnam(name)
+        return name, entry.pw_uid, entry.pw_gid
+
+    def _registry_runs_as_root(self, pid: int) -> bool:
+        """Whether `pid` is a registry an older lab.up started as root (replaced by lab.up)."""
+        return is_root() and process_uid(pid) == 0 and "registry" in process_cmdline(pid)
+
+    def _registry_owner(self, pid: int | None) -> str:
+        """`lab.status`'s note on who started the registry and which user it runs as."""
+        if not pid or not pid_alive(pid):
+            return ""
+        uid = process_uid(pid)
+        if uid == 0:
+            return " (started by lab, runs as root: rerun `sudo -E uv run invoke lab.up`)"
+        try:
+            user = pwd.getpwuid(uid).pw_name if uid is not None else "?"
+        except KeyError:
+            user = str(uid)
+        return f" (started by lab, runs as {user})"
+
     def start_registry(self, state: State) -> None:
+        pid = state.started.get("registry")
         if registry_up(self.registry):
-            owner = "lab" if "registry" in state.started else "already running"
-            self.runner.say(f"lab: registry   ok  http://{self.registry} ({owner})")
-            return
-        storage = self.home / "registry"
-        storage.mkdir(parents=True, exist_ok=True)
-        config_path = self.home / "registry.yml"
-        config_path.write_text(plan.registry_config(self.registry, storage), encoding="utf-8")
+            if pid is None or not self._registry_runs_as_root(pid):
+                owner = "lab" if pid else "already running"
+                self.runner.say(f"lab: registry   ok  http://{self.registry} ({owner})")
+                return
+            self.runner.say(
+                "lab: registry   runs as root (started by an older lab.up): restarting it unprivileged"
+            )
+            self._stop_pid("registry", pid)
+            del state.started["registry"]
+            if not self.runner.dry:
+                wait_for(lambda: not registry_up(self.registry), "registry shutdown", 15)
         registry_bin = shutil.which("docker-registry") or shutil.which("registry")
         if not registry_bin:
             raise ToolNotFound(
                 "docker-registry not found: run `uv run invoke lab.up` as root to install it"
             )
-        argv = (registry_bin, "serve", str(config_path))
-        self.runner.say(f"+ {Command(argv).shell()} &")
+        privileged = is_root()
+        paths = plan.registry_paths(self.home, privileged=privileged, system_dir=self.registry_dir)
+        user, uid, gid = self.registry_user() if privileged else ("", None, None)
+        self._registry_files(paths, uid, gid)
+        argv = plan.registry_command(registry_bin, paths.config, uid=uid, gid=gid)
+        self.runner.say(f"+ {Command(argv).shell()} &" + (f"  # as {user}" if user else ""))
         if self.runner.dry:
             return
         log = self.home / "registry.log"
         state.started["registry"] = spawn(argv, log)
         wait_for(lambda: registry_up(self.registry), f"registry on {self.registry}", 15, log)
-        self.runner.say(f"lab: registry   started http://{self.registry} (storage {storage})")
+        self.runner.say(
+            f"lab: registry   started http://{self.registry}"
+            + (f" as {user}" if user else "")
+            + f" (storage {paths.storage})"
+        )
+
+    def _registry_files(
+        self, paths: plan.RegistryPaths, uid: int | str | None, gid: int | str | None
+    ) -> None:
+        """Write the registry's config and give it its storage (moved from an older lab's home)."""
+        old = self.home / "registry"
+        if old != paths.storage and old.is_dir() and not paths.storage.exists():
+            self.runner.say(f"lab: registry   moving its data from {old} to {paths.storage}")
+            if not self.runner.dry:
+                paths.storage.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                shutil.move(old, paths.storage)
+                (self.home / "registry.yml").unlink(missing_ok=True)
+        text = plan.registry_config(self.registry, paths.storage)
+        if not (isinstance(uid, int) and isinstance(gid, int)):  # unprivileged lab (or dry)
+            if not self.runner.dry:
+                paths.storage.mkdir(parents=True, exist_ok=True)
+                write_atomic(paths.config, text)
+            return
+        if not self.runner.dry:
+            paths.storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Owned by root, readable by the registry's group: it cannot rewrite its own address.
+            write_atomic(paths.config, text, mode=0o640, owner=(0, gid))
+        self.runner.run(plan.chown_tree(paths.storage, uid, gid))
+        if not self.runner.dry:
+            paths.storage.chmod(0o700)
 
     # -------------------------------------------------------------- engine
 
-    def configure_engine(self) -> bool:
-        """Merge the lab's daemon.json needs; return True when the file changed."""
-        existing = {}
-        if DAEMON_JSON.is_file():
-            try:
-                existing = json.loads(DAEMON_JSON.read_text(encoding="utf-8") or "{}")
-            except json.JSONDecodeError as exc:
-                raise BuildtasksError(
-                    f"{DAEMON_JSON} is not valid JSON ({exc}); fix or remove it"
-                ) from None
-        mirror = f"http://{self.registry}" if is_loopback(self.registry) else None
+    def configure_engine(self) -> str:
+        """Merge the lab's daemon.json needs; return how the engine takes the change:
+        "" (none), "reload" (the mirror only) or "restart"."""
+        existing = read_daemon_json(DAEMON_JSON)
+        mirror = plan.lab_mirror(self.registry)
         wanted = plan.daemon_config(existing, mirror)
-        if wanted == existing:
-            return False
+        change = plan.engine_change(existing, wanted)
+        if not change:
+            return ""
         self.runner.say(
             f"lab: writing {DAEMON_JSON} (containerd image store, docker.io mirror {mirror})"
         )
         if not self.runner.dry:
             if not is_root():
                 raise BuildtasksError(f"lab.up must write {DAEMON_JSON}: rerun as root")
-            DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
-            DAEMON_JSON.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
-        return True
+            write_daemon_json(wanted, DAEMON_JSON)
+        return change
 
-    def start_engine(self, state: State, *, config_changed: bool) -> None:
+    def engine_pid(self, state: State) -> int | None:
+        """The running engine's pid: the lab's own, else the one in dockerd's pid file."""
+        ours = state.started.get("dockerd")
+        if ours and pid_alive(ours):
+            return ours
+        text = read_text(plan.DOCKER_PIDFILE).strip()
+        pid = int(text) if text.isdigit() else None
+        return pid if pid and "dockerd" in process_cmdline(pid) else None
+
+    def engine_mirrors(self) -> list[str]:
+        """The mirrors the running engine uses, as `docker info` reports them."""
+        try:
+            text = self.runner.output(
+                Command(("docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}")),
+                timeout=20,
+            )
+            return list(json.loads(text or "null") or [])
+        except (BuildtasksError, json.JSONDecodeError):
+            return []
+
+    def reload_engine(self, state: State, mirror: str, *, listed: bool) -> None:
+        """SIGHUP the engine so it re-reads registry-mirrors, then wait for `docker info`
+        to list `mirror` (or not, with `listed=False`). Containers keep running."""
+        pid = self.engine_pid(state)
+        if not pid:
+            self.runner.say(
+                "lab: engine     daemon.json changed: reload your engine to apply it "
+                "(systemctl reload docker, or kill -HUP its pid)"
+            )
+            return
+        self.runner.say(f"+ kill -HUP {pid}  # dockerd re-reads registry-mirrors")
+        if self.runner.dry:
+            return
+        os.kill(pid, signal.SIGHUP)
+        wait_for(
+            lambda: plan.mirror_listed(self.engine_mirrors(), mirror) == listed,
+            f"the engine {'adding' if listed else 'dropping'} mirror {mirror}",
+            15,
+        )
+        self.runner.say(
+            f"lab: engine     reloaded: mirror {mirror} {'in use' if listed else 'dropped'}"
+        )
+
+    def start_engine(self, state: State, *, change: str) -> None:
         version = engine_running(self.runner)
         ours = state.started.get("dockerd")
-        if version and config_changed and ours and pid_alive(ours):
+        if version and change == "restart" and ours and pid_alive(ours):
             self.runner.say("lab: engine     restarting to apply the new daemon.json")
             self._stop_pid("dockerd", ours)
             del state.started["dockerd"]
@@ -195,10 +320,12 @@ class Lab:
             version = ""
         if version:
             note = "lab" if ours else "already running"
-            if config_changed and not ours:
+            if change == "restart" and not ours:
                 self.runner.say(
                     "lab: engine     daemon.json changed: restart your engine to apply it"
                 )
+            elif change == "reload":
+                self.reload_engine(state, plan.lab_mirror(self.registry), listed=True)
             self.runner.say(f"lab: engine     ok  Docker {version} ({note})")
             return
         if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
@@ -305,12 +432,13 @@ class Lab:
     # -------------------------------------------------------------- up / down / status
 
     def up(self, *, qemu: bool = False, platforms: Sequence[str] = ("linux/amd64",)) -> State:
+        plan.check_lab_registry(self.config.lab.registry)  # before anything changes
         state = State.load(self.home)
         self.install(qemu=qemu)
         changed = self.configure_engine()
         self.start_registry(state)
         state.registry = self.registry
-        self.start_engine(state, config_changed=changed)
+        self.start_engine(state, change=changed)
         self.prune_orphaned_bridges()
         if qemu:
             self.ensure_qemu(("linux/amd64", "linux/arm64"))
@@ -340,16 +468,118 @@ class Lab:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
-    def down(self) -> None:
+    def down(self, *, purge_apt: bool = False) -> None:
+        """Take the lab's mirror out of the engine, stop what lab.up started, report the rest."""
         state = State.load(self.home)
+        ours = state.started.get("dockerd")
+        engine_stays = not (ours and pid_alive(ours))
+        changed, daemon = self.unconfigure_engine(state)
+        if changed and engine_stays and engine_running(self.runner):
+            self.reload_engine(state, plan.lab_mirror(state.registry), listed=False)
         if not state.started:
             self.runner.say("lab: nothing to stop (lab.up started no process)")
         for part in ("dockerd", "registry"):
             if pid := state.started.pop(part, None):
                 self._stop_pid(part, pid)
                 self.runner.say(f"lab: stopped {part} (pid {pid})")
+        if purge_apt:
+            self.purge_apt()
         if not self.runner.dry:
             state.save(self.home)
+        left = self.leftovers(daemon, engine_stopped=not engine_stays, apt_purged=purge_apt)
+        for line in plan.leftover_lines(left):
+            self.runner.say(f"lab: left       {line}")
+
+    def unconfigure_engine(self, state: State) -> tuple[bool, dict[str, object]]:
+        """Remove the mirror this lab wired into daemon.json.
+
+        Only a lab whose state records a registry (lab.up ran with this lab directory) does.
+        Returns whether the file changes, and daemon.json as it is afterwards.
+        """
+        try:
+            existing = read_daemon_json(DAEMON_JSON)
+        except BuildtasksError as exc:  # still stop the daemons
+            self.runner.say(f"lab: {exc}")
+            return False, {}
+        if not state.registry:
+            return False, existing
+        mirror = plan.lab_mirror(state.registry)
+        wanted = plan.daemon_config_without(existing, mirror)
+        if wanted == existing:
+            return False, existing
+        if not is_root() and not self.runner.dry:
+            self.runner.say(
+                f"lab: cannot take mirror {mirror} out of {DAEMON_JSON}: rerun lab.down as root"
+            )
+            return False, existing
+        self.runner.say(f"lab: removing mirror {mirror} from {DAEMON_JSON}")
+        if not self.runner.dry:
+            write_daemon_json(wanted, DAEMON_JSON)
+        return True, wanted
+
+    def purge_apt(self) -> None:
+        """Delete the apt sources and pins lab.up added."""
+        present = [Path(p) for p in (plan.SOURCES_FILE, plan.PINS_FILE) if Path(p).exists()]
+        if not present:
+            self.runner.say("lab: apt        no lab sources or pins to remove")
+            return
+        if not is_root() and not self.runner.dry:
+            raise BuildtasksError(
+                f"lab.down --purge-apt must delete {', '.join(map(str, present))}: rerun as root"
+            )
+        for path in present:
+            self.runner.say(f"+ rm {path}")
+            if not self.runner.dry:
+                path.unlink()
+        self.runner.say(
+            "lab: apt        removed the trixie/sid sources and pins: the lab's packages get no "
+            "more updates from those suites (run `apt-get update` to drop their lists)"
+        )
+
+    def leftovers(
+        self, daemon: dict[str, object], *, engine_stopped: bool, apt_purged: bool
+    ) -> plan.Leftovers:
+        """Gather what lab.down leaves on the machine (`daemon`: daemon.json after lab.down)."""
+        packages: tuple[str, ...] = ()
+        if shutil.which("dpkg-query"):
+            probe = Runner(dry=False, echo=False, out=self.runner.out, which=self.runner.which)
+            result = probe.run(
+                plan.dpkg_query(plan.lab_package_names()), capture=True, check=False, quiet=True
+            )
+            packages = plan.installed_packages(result.stdout)
+        features = daemon.get("features")
+        mirrors = daemon.get("registry-mirrors")
+        storage = [
+            str(p)
+            for p in (
+                plan.registry_paths(
+                    self.home, privileged=True, system_dir=self.registry_dir
+                ).storage,
+                self.home / "registry",
+            )
+            if p.is_dir()
+        ]
+        bases = self.home / "bases"
+        qemu = tuple(
+            arch
+            for arch in ("arm64",)
+            if plan.parse_binfmt_entry(
+                read_text(Path("/proc/sys/fs/binfmt_misc") / f"qemu-{plan.qemu_name(arch)}")
+            ).enabled
+        )
+        return plan.Leftovers(
+            packages=packages,
+            engine_running=not engine_stopped and bool(engine_running(self.runner)),
+            containerd_store=isinstance(features, dict)
+            and features.get("containerd-snapshotter") is True,
+            other_mirrors=tuple(map(str, mirrors)) if isinstance(mirrors, list) else (),
+            apt_files=()
+            if apt_purged
+            else tuple(p for p in (plan.SOURCES_FILE, plan.PINS_FILE) if Path(p).exists()),
+            registry_storage=", ".join(storage),
+            bases_cache=str(bases) if bases.is_dir() else "",
+            qemu=qemu,
+        )
 
     def status(self) -> list[tuple[str, bool, str]]:
         """Return (part, ok, detail) rows for every part of the lab."""
@@ -397,7 +627,7 @@ class Lab:
                 up,
                 f"http://{self.registry} "
                 + ("up" if up else "down: run `uv run invoke lab.up`")
-                + (" (started by lab)" if up and "registry" in state.started else ""),
+                + (self._registry_owner(state.started.get("registry")) if up else ""),
             )
         )
         for ref in self.config.lab.seed:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from buildtasks.command import Command
 from buildtasks.errors import ConfigError
-from buildtasks.refs import BaseRef
+from buildtasks.refs import BaseRef, is_loopback
 
 # ------------------------------------------------------------------ packages
 
@@ -32,7 +32,7 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
 }
 QEMU_PACKAGES = ("qemu-user-static", "binfmt-support")
 
-#: Extra suites, pinned low so nothing is upgraded from them unless named explicitly.
+#: Extra suites. Their pins (`apt_pins`) keep everything else on the machine's own suite.
 EXTRA_SOURCES = """\
 Types: deb
 URIs: {mirror}
@@ -40,15 +40,39 @@ Suites: trixie sid
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
-EXTRA_PINS = """\
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
+#: Below 100: never upgrades an installed package, installs one only when no other suite has it.
+OTHER_PACKAGES_PRIORITY = 50
+#: 990, the priority of a target release: the lab's own packages follow their suite, updates
+#: included, even on a machine that sets APT::Default-Release. Below 1000: never a downgrade.
+LAB_PACKAGES_PRIORITY = 990
 
-Package: *
-Pin: release n=sid
-Pin-Priority: 50
-"""
+
+def apt_pins(packages: Mapping[str, str] = DEBIAN_PACKAGES) -> str:
+    """Return the apt preferences that tie each lab package to the suite it comes from.
+
+    `packages` maps tools to `name/suite` specs. The named packages get `LAB_PACKAGES_PRIORITY`
+    from their suite, so `apt-get upgrade` brings their security fixes; every other package
+    stays below 100 in those suites, so nothing else (libc6, runc, ...) is ever pulled from them.
+    """
+    by_suite: dict[str, list[str]] = {}
+    for spec in packages.values():
+        name, _, suite = spec.partition("/")
+        if suite:
+            by_suite.setdefault(suite, [])
+            if name not in by_suite[suite]:
+                by_suite[suite].append(name)
+    stanzas = [
+        f"Package: {' '.join(names)}\nPin: release n={suite}\nPin-Priority: {LAB_PACKAGES_PRIORITY}\n"
+        for suite, names in by_suite.items()
+    ]
+    stanzas += [
+        f"Package: *\nPin: release n={suite}\nPin-Priority: {OTHER_PACKAGES_PRIORITY}\n"
+        for suite in by_suite
+    ]
+    return "\n".join(stanzas)
+
+
+EXTRA_PINS = apt_pins()
 SOURCES_FILE = "/etc/apt/sources.list.d/buildtasks-lab.sources"
 PINS_FILE = "/etc/apt/preferences.d/buildtasks-lab"
 
@@ -135,6 +159,42 @@ def engine_version(text: str) -> tuple[int, int]:
 # ------------------------------------------------------------------ engine and registry
 
 
+#: The daemon.json keys dockerd re-reads on SIGHUP; any other change needs a restart.
+RELOADABLE_KEYS = frozenset({"registry-mirrors"})
+#: Where dockerd records its pid unless started with --pidfile (systemd's unit keeps it too).
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
+
+
+def check_lab_registry(address: str) -> str:
+    """Return `address` if the lab may serve its registry there, else raise `ConfigError`.
+
+    The lab registry has no authentication and the engine trusts it as its docker.io mirror:
+    on any other interface, anyone who can reach the port could replace `python:3.11-slim`
+    in every build on this machine. Only loopback (`localhost`, 127.0.0.0/8, `::1`) with a
+    port is accepted.
+    """
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+    else:
+        host, sep, port = address.partition(":") if address.count(":") == 1 else (address, "", "")
+    if not (sep and host and is_loopback(host) and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(
+            f"lab registry {address!r} is not a loopback address with a port: the lab registry "
+            "has no authentication and is the engine's docker.io mirror; set "
+            '[tool.buildtasks.lab] registry to "127.0.0.1:<port>" (or "[::1]:<port>")'
+        )
+    return address
+
+
+def lab_mirror(address: str) -> str:
+    """The engine's mirror URL for the lab registry at `address`."""
+    return f"http://{address}"
+
+
+def _same_mirror(a: object, b: str) -> bool:
+    return str(a).rstrip("/") == b.rstrip("/")
+
+
 def daemon_config(existing: Mapping[str, object], mirror: str | None) -> dict[str, object]:
     """Merge the lab's needs into an existing daemon.json, keeping every other key.
 
@@ -147,10 +207,38 @@ def daemon_config(existing: Mapping[str, object], mirror: str | None) -> dict[st
     config["features"] = features
     if mirror:
         mirrors = list(config.get("registry-mirrors", []) or [])  # type: ignore[call-overload]
-        if mirror not in mirrors:
+        if not any(_same_mirror(m, mirror) for m in mirrors):
             mirrors.insert(0, mirror)
         config["registry-mirrors"] = mirrors
     return config
+
+
+def daemon_config_without(existing: Mapping[str, object], mirror: str) -> dict[str, object]:
+    """Take the lab's `mirror` out of a daemon.json, keeping every other key and mirror.
+
+    `features.containerd-snapshotter` stays: turning the containerd image store off would hide
+    every image pulled or built since it was turned on (they live in containerd, not overlay2).
+    The key stays, as `[]` when the lab's was the only mirror: on SIGHUP dockerd re-reads only
+    the keys present in the file, so a removed key would leave the mirror in use.
+    """
+    config = dict(existing)
+    mirrors = config.get("registry-mirrors")
+    if isinstance(mirrors, list):
+        config["registry-mirrors"] = [m for m in mirrors if not _same_mirror(m, mirror)]
+    return config
+
+
+def engine_change(before: Mapping[str, object], after: Mapping[str, object]) -> str:
+    """How the engine takes a daemon.json change: "" (none), "reload" (SIGHUP) or "restart"."""
+    keys = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    if not keys:
+        return ""
+    return "reload" if keys <= RELOADABLE_KEYS else "restart"
+
+
+def mirror_listed(mirrors: Sequence[object], mirror: str) -> bool:
+    """Whether `docker info`'s mirrors (`http://127.0.0.1:5000/`) include `mirror`."""
+    return any(_same_mirror(m, mirror) for m in mirrors)
 
 
 def registry_config(address: str, storage: Path) -> str:
@@ -167,6 +255,157 @@ def registry_config(address: str, storage: Path) -> str:
         },
         indent=2,
     )
+
+
+# ------------------------------------------------------------------ the registry's user
+
+#: Debian's docker-registry package creates the first; the lab creates the second when neither
+#: exists (a registry binary from elsewhere).
+REGISTRY_USERS = ("docker-registry", "buildtasks-registry")
+#: Where a root lab keeps the registry's config and storage: the unprivileged registry cannot
+#: reach the lab directory under root's home (mode 0700).
+SYSTEM_REGISTRY_DIR = Path("/var/lib/buildtasks-lab")
+
+
+@dataclass(frozen=True)
+class RegistryPaths:
+    config: Path
+    storage: Path
+
+
+def registry_paths(
+    home: Path, *, privileged: bool, system_dir: Path = SYSTEM_REGISTRY_DIR
+) -> RegistryPaths:
+    """Where the registry's config and storage go: `system_dir` when lab.up runs as root (the
+    registry then runs as its own user), else the lab directory of the user running it."""
+    directory = system_dir if privileged else home
+    return RegistryPaths(directory / "registry.yml", directory / "registry")
+
+
+def useradd(name: str) -> Command:
+    """Return the creation of a locked system user (and group) with no home and no shell."""
+    return Command(
+        (
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--comment",
+            "buildtasks lab registry",
+            name,
+        ),
+        hint="create an unprivileged user for the lab registry yourself",
+    )
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> Command:
+    """Return the recursive chown that gives the registry its storage."""
+    return Command(("chown", "-R", "--no-dereference", f"{uid}:{gid}", str(path)))
+
+
+def registry_command(
+    registry_bin: str, config: Path, *, uid: int | None = None, gid: int | None = None
+) -> tuple[str, ...]:
+    """Return the registry's argv: through `setpriv` as `uid`:`gid` when given.
+
+    setpriv execs the registry (same pid, so the state file's pid is the registry's), with no
+    supplementary groups, no capabilities (bounding set emptied too), no_new_privs and a clean
+    environment.
+    """
+    serve = (registry_bin, "serve", str(config))
+    if uid is None or gid is None:
+        return serve
+    return (
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--reset-env",
+        *serve,
+    )
+
+
+def status_uid(text: str) -> int | None:
+    """The real uid in a /proc/<pid>/status text (None when absent)."""
+    match = re.search(r"^Uid:\s+(\d+)", text, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+# ------------------------------------------------------------------ what lab.down leaves
+
+
+def lab_package_names() -> tuple[str, ...]:
+    """The Debian packages lab.up may install (without their suites)."""
+    names = [spec.split("/")[0] for spec in DEBIAN_PACKAGES.values()]
+    return tuple(dict.fromkeys([*names, *QEMU_PACKAGES]))
+
+
+def dpkg_query(names: Sequence[str]) -> Command:
+    """Return the dpkg query for the status and version of `names`."""
+    return Command(
+        ("dpkg-query", "-W", "-f", "${db:Status-Abbrev} ${Package} ${Version}\n", *names)
+    )
+
+
+def installed_packages(text: str) -> tuple[str, ...]:
+    """`name version` of each installed package in `dpkg_query` output."""
+    found = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith("ii"):
+            found.append(f"{parts[1]} {parts[2]}")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What stays on the machine after lab.down (all facts, gathered by the caller)."""
+
+    packages: tuple[str, ...] = ()
+    engine_running: bool = False  # an engine lab.down did not stop
+    containerd_store: bool = False  # daemon.json still turns the containerd image store on
+    other_mirrors: tuple[str, ...] = ()
+    apt_files: tuple[str, ...] = ()
+    registry_storage: str = ""
+    bases_cache: str = ""
+    qemu: tuple[str, ...] = ()
+
+
+def leftover_lines(left: Leftovers) -> tuple[str, ...]:
+    """One line per thing lab.down leaves behind, with how to remove it."""
+    lines = []
+    if left.packages:
+        lines.append(
+            f"packages stay installed: {', '.join(left.packages)} (lab.down never removes packages)"
+        )
+    if left.engine_running:
+        lines.append("the Docker engine keeps running: lab.up did not start it")
+    if left.containerd_store:
+        lines.append(
+            "daemon.json keeps features.containerd-snapshotter=true: turning it off hides every "
+            "image stored since; remove it yourself and restart the engine if you want overlay2"
+        )
+    if left.other_mirrors:
+        lines.append(f"daemon.json keeps your other mirrors: {', '.join(left.other_mirrors)}")
+    if left.apt_files:
+        lines.append(
+            f"apt sources and pins stay: {', '.join(left.apt_files)} (they keep the lab's "
+            "packages updated; `lab.down --purge-apt` removes them)"
+        )
+    if left.registry_storage:
+        lines.append(f"registry data stays in {left.registry_storage}")
+    if left.bases_cache:
+        lines.append(f"stand-in layers stay cached in {left.bases_cache}")
+    if left.qemu:
+        lines.append(f"QEMU binfmt handlers stay enabled: {', '.join(left.qemu)}")
+    return tuple(lines)
 
 
 # ------------------------------------------------------------------ base-image stand-ins

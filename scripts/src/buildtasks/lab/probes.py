@@ -17,6 +17,7 @@ from pathlib import Path
 
 from buildtasks.buildx import engine_probe
 from buildtasks.errors import BuildtasksError, EngineUnavailable
+from buildtasks.lab.plan import status_uid
 from buildtasks.runner import Runner
 
 UPSTREAMS = {"docker.io": "registry-1.docker.io", "ghcr.io": "ghcr.io"}
@@ -110,3 +111,18 @@ def apt_sources_text() -> str:
         for p in paths
         if p.is_file() and not p.name.startswith("buildtasks-lab")
     )
+
+
+def process_uid(pid: int) -> int | None:
+    """The real uid a process runs as (None when it is gone)."""
+    return status_uid(read_text(f"/proc/{pid}/status"))
+
+
+def process_cmdline(pid: int) -> str:
+    """A process's command line, space-joined ("" when it is gone)."""
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""

@@ -40,10 +40,21 @@ def status(c: Context) -> None:
         raise BuildtasksError("the lab is not ready: run `uv run invoke lab.up`")
 
 
-@task
+@task(
+    help={
+        "purge_apt": "Also delete the trixie/sid apt sources and pins lab.up added "
+        "(the lab's packages then get no more updates from those suites)",
+    }
+)
 @errors_to_exit
-def down(c: Context) -> None:
-    """Stop the daemons lab.up started, and only those."""
+def down(c: Context, purge_apt: bool = False) -> None:
+    """Take the lab's mirror out of the engine and stop the daemons lab.up started.
+
+    The registry mirror leaves /etc/docker/daemon.json (a running engine that lab.up did not
+    start is reloaded, not restarted); the dockerd and registry lab.up started are stopped,
+    nothing else. Packages, the containerd image store setting, registry data and cached
+    stand-in layers stay; lab.down lists them.
+    """
     from buildtasks.lab.ops import Lab
 
-    Lab(load_config(c), runner_for(c)).down()
+    Lab(load_config(c), runner_for(c)).down(purge_apt=purge_apt)
