@@ -11,8 +11,11 @@ import io
 import json
 import os
 import random
+import re
+import shutil
 import string
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ from buildtasks.secrets import (
     check_baseline,
     count_findings,
     error_line,
+    finding_lines,
     gitleaks_command,
     merge_findings,
     report_format,
@@ -162,6 +166,36 @@ def test_bad_baseline_is_a_config_error(text):
         check_baseline(text)
 
 
+SARIF_RESULT = {
+    "ruleId": "github-pat",
+    "locations": [
+        {"physicalLocation": {"artifactLocation": {"uri": "a/b.txt"}, "region": {"startLine": 3}}}
+    ],
+    "partialFingerprints": {"commitSha": "42244ecb2f009e4c331ffaae64e731010e0dd7e1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("report", "fmt", "lines"),
+    [
+        (
+            {"runs": [{"results": [SARIF_RESULT]}]},
+            "sarif",
+            ["github-pat in a/b.txt:3 (commit 42244ecb2f00)"],
+        ),
+        (
+            [{"RuleID": "generic-api-key", "File": "notes.txt", "StartLine": 1, "Commit": ""}],
+            "json",
+            ["generic-api-key in notes.txt:1"],
+        ),
+        ({"runs": [{"results": None}]}, "sarif", []),
+    ],
+    ids=["sarif-history", "json-working-tree", "sarif-empty"],
+)
+def test_finding_lines_name_rule_file_line_and_commit(report, fmt, lines):
+    assert finding_lines(json.dumps(report), fmt) == lines
+
+
 def test_merge_findings_drops_exact_repeats_and_keeps_order():
     a, b = {"RuleID": "a", "Commit": "1"}, {"RuleID": "b", "Commit": ""}
     assert merge_findings([json.dumps([a, b]), json.dumps([b])]) == [a, b]
@@ -254,6 +288,16 @@ def test_history_scan_finds_a_deleted_secret_and_writes_sarif(leaky_repo, runner
     assert fake_token() not in sarif, "the report must be redacted"
 
 
+def test_findings_are_listed_before_the_error(leaky_repo, runner):
+    with pytest.raises(GateFailed):
+        scan_secrets(leaky_repo, runner)
+    assert re.search(
+        r"^  leak: github-pat in settings\.py:1 \(commit [0-9a-f]{12}\)$",
+        runner.out.getvalue(),
+        re.M,
+    )
+
+
 def test_working_tree_scan_passes_once_the_secret_is_deleted(leaky_repo, runner):
     scan_secrets(leaky_repo, runner, history=False)
     assert "no secrets found in the working tree" in runner.out.getvalue()
@@ -336,6 +380,59 @@ def test_scan_task_exits_with_the_one_line_error(leaky_repo):
 
 def test_scan_task_no_history_passes(leaky_repo):
     secrets_tasks.scan(MockContext(), path=str(leaky_repo), no_history=True)
+
+
+# --------------------------------------------------------------------------- this project's config
+
+
+@pytest.fixture
+def locked_repo(tmp_path: Path, repo_root: Path) -> Path:
+    """A repository with this project's .gitleaks.toml and uv.lock (package hashes only)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet")
+    shutil.copy(repo_root / ".gitleaks.toml", repo / ".gitleaks.toml")
+    shutil.copy(repo_root / "uv.lock", repo / "uv.lock")
+    commit_all(repo, "lock the dependencies")
+    return repo
+
+
+def test_a_lock_file_of_package_hashes_passes_with_the_project_config(locked_repo, runner):
+    scan_secrets(locked_repo, runner)
+    scan_secrets(locked_repo, runner, history=False)
+    assert "no secrets found in the working tree" in runner.out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("path", "line"),
+    [
+        ("apps/x/.buildtasks/token.txt", "{token}\n"),
+        ("apps/y/uv.lock", 'source = {{ registry = "https://{token}@pypi.example.com/simple" }}\n'),
+        ("uv.lock", 'source = {{ registry = "https://{token}@pypi.example.com/simple" }}\n'),
+        (".buildtasks/token.txt", "{token}\n"),
+    ],
+    ids=["nested-buildtasks", "nested-lock-file", "root-lock-file", "root-buildtasks"],
+)
+def test_a_secret_is_found_under_any_path_with_the_project_config(locked_repo, runner, path, line):
+    file = locked_repo / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with file.open("a", encoding="utf-8") as out:
+        out.write(line.format(token=fake_token()))
+    git(locked_repo, "add", "--force", path)
+    git(locked_repo, "commit", "--quiet", "--message", "add a token")
+    for history in (True, False):
+        with pytest.raises(GateFailed, match=r"gitleaks found 1 secret\(s\)"):
+            scan_secrets(locked_repo, runner, history=history)
+    assert f"leak: github-pat in {path}:" in runner.out.getvalue()
+
+
+def test_the_project_allowlists_only_paths_anchored_at_the_root(repo_root):
+    config = tomllib.loads((repo_root / ".gitleaks.toml").read_text(encoding="utf-8"))
+    tables = [config.get("allowlist", {}), *config.get("allowlists", [])]
+    tables += [table for rule in config.get("rules", []) for table in rule.get("allowlists", [])]
+    for path in (path for table in tables for path in table.get("paths", [])):
+        # `^a|b` and `(?:^|/)a` also match below the root: one anchored entry per path.
+        assert path.startswith("^") and "|" not in path, path
 
 
 @pytest.mark.parametrize("history", [True, False], ids=["history", "working-tree"])

@@ -109,6 +109,41 @@ def count_findings(text: str, fmt: str) -> int:
     return len(data)
 
 
+def finding_lines(text: str, fmt: str) -> list[str]:
+    """One line per finding of a gitleaks report: rule, file and line, and the commit if any.
+
+    The report is redacted, so the lines name where a secret is, never the secret.
+    """
+    data = json.loads(text)
+    if fmt == "sarif":
+        findings = []
+        for run in data.get("runs", ()):
+            for result in run.get("results") or ():
+                location = (result.get("locations") or [{}])[0].get("physicalLocation", {})
+                findings.append(
+                    (
+                        result.get("ruleId", "?"),
+                        location.get("artifactLocation", {}).get("uri", "?"),
+                        location.get("region", {}).get("startLine", "?"),
+                        (result.get("partialFingerprints") or {}).get("commitSha", ""),
+                    )
+                )
+    else:
+        findings = [
+            (
+                item.get("RuleID", "?"),
+                item.get("File", "?"),
+                item.get("StartLine", "?"),
+                item.get("Commit", ""),
+            )
+            for item in data
+        ]
+    return [
+        f"{rule} in {path}:{line}" + (f" (commit {commit[:12]})" if commit else "")
+        for rule, path, line, commit in findings
+    ]
+
+
 def check_baseline(text: str, name: str = BASELINE_FILE) -> list[dict[str, object]]:
     """Return the findings of a baseline file, or fail: gitleaks itself only logs and ignores it."""
     try:
@@ -223,7 +258,10 @@ def scan_secrets(
             extra = f" beyond {_shown(baseline, root)}" if baseline else ""
             runner.say(f"gitleaks: no secrets found in {scope}{extra}")
         return report
-    found = count_findings(report.read_text(encoding="utf-8"), report_format(report.name))
+    text = report.read_text(encoding="utf-8")
+    for line in finding_lines(text, report_format(report.name)):
+        runner.say(f"  leak: {line}")
+    found = count_findings(text, report_format(report.name))
     raise GateFailed(
         f"gitleaks found {found} secret(s): see {_shown(report, root)}; {_BASELINE_HINT}"
     )
