@@ -13,9 +13,14 @@ from support.lab import ROOT, artifacts, lab_registry, registry_reachable, uniqu
 
 
 def pytest_configure(config) -> None:
-    """Keep build records and reports of test builds out of the repository's .buildtasks/."""
+    """Keep build records and reports of test builds out of the repository's .buildtasks/.
+
+    The tests scan with their own invented vulnerability DB (`support.vulndb`), which
+    `docker.scan` refuses unless told it is a test.
+    """
     if "BUILDTASKS_ARTIFACTS_DIR" not in os.environ:
         os.environ["BUILDTASKS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="buildtasks-tests-")
+    os.environ["BUILDTASKS_ALLOW_TEST_DB"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,38 @@ def test_cli_beats_environment_through_the_build_options(tmp_path):
             id="underscore-key",
         ),
         pytest.param({"images": {}}, "at least one image", id="no-images"),
+        pytest.param(
+            {**table(), "sign": {"release-workflow": "ci.yml"}},
+            "tool.buildtasks.sign.release-workflow 'ci.yml' is not a workflow file: give its "
+            "path from the repository root, e.g. .github/workflows/ci.yml",
+            id="release-workflow-bare-file-name",
+        ),
+        pytest.param(
+            {**table(), "sign": {"release-refs": []}},
+            "tool.buildtasks.sign.release-refs is empty",
+            id="no-release-refs",
+        ),
+        pytest.param(
+            {**table(), "sign": {"release-refs": ["main"]}},
+            "tool.buildtasks.sign.release-refs 'main' is not a branch or tag pattern — did you "
+            "mean 'refs/heads/main' or 'refs/tags/main'?",
+            id="release-ref-short-name",
+        ),
+        pytest.param(
+            {**table(), "sign": {"release-refs": ["refs/pull/*/merge"]}},
+            "'refs/pull/*/merge' is not a branch or tag pattern (use refs/heads/NAME",
+            id="release-ref-pull-request",
+        ),
+        pytest.param(
+            {**table(), "sign": {"release-ref": ["refs/heads/main"]}},
+            "did you mean 'release-refs'?",
+            id="release-refs-typo",
+        ),
+        pytest.param(
+            {**table(), "sign": {"release-refs": [1]}},
+            "release-refs must be a list of strings",
+            id="release-refs-not-strings",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(data, message):
@@ -145,3 +177,24 @@ def test_scan_mirrors_and_cache_come_from_pyproject_or_environment():
     env = {"BUILDTASKS_SCAN_DB_REPOSITORIES": "m1/db:2, m2/db:2", "BUILDTASKS_SCAN_CACHE_DIR": "/e"}
     cfg = config.parse(data, ROOT, env)
     assert (cfg.scan.db_repositories, cfg.scan.cache_dir) == (("m1/db:2", "m2/db:2"), "/e")
+
+
+def test_sign_release_identity_defaults_to_ci_on_main_and_v_tags():
+    sign = config.parse(table(), ROOT, {}).sign
+    assert sign.release_workflow == ".github/workflows/ci.yml"
+    assert sign.release_refs == ("refs/heads/main", "refs/tags/v*")
+
+
+def test_sign_release_identity_from_pyproject():
+    data = {
+        **table(),
+        "sign": {
+            "release-workflow": ".github/workflows/release.yaml",
+            "release-refs": ["refs/heads/main", "refs/heads/release/**"],
+            "certificate-identity": "https://github.com/acme/app/x.yml@refs/heads/main",
+        },
+    }
+    sign = config.parse(data, ROOT, {}).sign
+    assert sign.release_workflow == ".github/workflows/release.yaml"
+    assert sign.release_refs == ("refs/heads/main", "refs/heads/release/**")
+    assert sign.certificate_identity == "https://github.com/acme/app/x.yml@refs/heads/main"

@@ -38,6 +38,8 @@ class BuildOptions:
     no_cache: bool = False
     verbose: bool = False
     provenance: str | None = None
+    #: Push for a registry other than the lab's even though the bases are lab stand-ins.
+    allow_stand_ins: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class BuildOutcome:
     platforms: tuple[str, ...]
     pushed: bool
     loaded: bool
+    #: The lab stand-ins this build used as bases.
+    stand_ins: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -251,6 +255,17 @@ def build_image(
     builder = current_builder(runner)
     require_platforms(builder, platforms)
     require_stand_ins(state, dockerfile_text, platforms)
+    stand_ins = labstate.stand_ins_used(dockerfile_text, state)
+    if stand_ins:
+        runner.say(
+            f"note: {image.key} is built on the lab's stand-in bases, not the real images: "
+            f"{', '.join(stand_ins)}"
+        )
+        problem = record.stand_in_problem(
+            stand_ins, tags if options.push else (), lab_registry=config.lab.registry
+        )
+        if problem and not options.allow_stand_ins:
+            raise record.stand_in_error(image.key, "push", problem)
     secrets = ()
     ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
     if ca:
@@ -289,9 +304,11 @@ def build_image(
         out.unlink(missing_ok=True)
     runner.run(buildx.buildx_build(image, request, root=config.root))
     if runner.dry:
-        return BuildOutcome(image, "sha256:" + "0" * 64, tags, out, platforms, options.push, load)
+        return BuildOutcome(
+            image, "sha256:" + "0" * 64, tags, out, platforms, options.push, load, stand_ins
+        )
     if cache:
         prune_cache(Path(cache.dest))
     result = record.read_metadata(out)
-    record.add_facts(out, tags=tags, platforms=platforms, pushed=options.push)
-    return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load)
+    record.add_facts(out, tags=tags, platforms=platforms, pushed=options.push, stand_ins=stand_ins)
+    return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load, stand_ins)

@@ -33,6 +33,12 @@ KNOWN_PLATFORMS = (
     "linux/riscv64",
 )
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+#: The workflow that signs releases, and the refs it may sign from: keyless verification
+#: trusts only this workflow on these refs (see `sign.modes.github_identity_regexp`).
+RELEASE_WORKFLOW = ".github/workflows/ci.yml"
+RELEASE_REFS = ("refs/heads/main", "refs/tags/v*")
+WORKFLOW_PATH_RE = re.compile(r"^\.github/workflows/[^/]+\.ya?ml$")
+RELEASE_REF_RE = re.compile(r"^refs/(?:heads|tags)/[^\s@~^:\\\[]+$")
 REPOSITORY_RE = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
@@ -68,6 +74,8 @@ class ScanConfig:
     offline: bool = False
     #: Trivy's cache (DB and layers); empty leaves it to trivy (TRIVY_CACHE_DIR, ~/.cache/trivy).
     cache_dir: str = ""
+    #: A scan refuses a vulnerability DB older than this (0 turns the check off).
+    max_db_age_days: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,10 @@ class SignConfig:
     public_key: str = ""
     certificate_identity: str = ""
     certificate_oidc_issuer: str = "https://token.actions.githubusercontent.com"
+    #: The workflow file that signs in GitHub Actions, from the repository root.
+    release_workflow: str = RELEASE_WORKFLOW
+    #: Branch and tag patterns (`*`, `**`, `?` as in GitHub's branch filters) it signs from.
+    release_refs: tuple[str, ...] = RELEASE_REFS
 
 
 @dataclass(frozen=True)
@@ -156,8 +168,23 @@ _IMAGE_KEYS = (
     "tags",
     "flavor",
 )
-_SCAN_KEYS = ("severity", "ignore-unfixed", "ignorefile", "db-repositories", "offline", "cache-dir")
-_SIGN_KEYS = ("key", "public-key", "certificate-identity", "certificate-oidc-issuer")
+_SCAN_KEYS = (
+    "severity",
+    "ignore-unfixed",
+    "ignorefile",
+    "db-repositories",
+    "offline",
+    "cache-dir",
+    "max-db-age-days",
+)
+_SIGN_KEYS = (
+    "key",
+    "public-key",
+    "certificate-identity",
+    "certificate-oidc-issuer",
+    "release-workflow",
+    "release-refs",
+)
 _LAB_KEYS = ("registry", "suite", "seed")
 
 #: Environment variables and the top-level setting they override.
@@ -210,6 +237,15 @@ def _lines(value: Any, where: str) -> tuple[str, ...]:
     return _str_list(value, where)
 
 
+def parse_days(value: Any, where: str) -> float:
+    """A number of days, 0 or more (a bool or a string is no number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(
+            f"{where} must be a number of days, 0 or more (0: no limit), got {value!r}"
+        )
+    return float(value)
+
+
 def _bool(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -242,6 +278,40 @@ def parse_severity(value: str | Sequence[str], where: str) -> tuple[str, ...]:
                 f"(valid: {','.join(SEVERITIES)})"
             )
     return items
+
+
+def _parse_sign(table: Any) -> SignConfig:
+    where = "tool.buildtasks.sign"
+    _check_keys(table, _SIGN_KEYS, where)
+    strings = {
+        k.replace("-", "_"): _str(v, f"{where}.{k}")
+        for k, v in table.items()
+        if k != "release-refs"
+    }
+    workflow = strings.get("release_workflow", RELEASE_WORKFLOW)
+    if not WORKFLOW_PATH_RE.match(workflow):
+        raise ConfigError(
+            f"{where}.release-workflow {workflow!r} is not a workflow file: give its path from "
+            f"the repository root, e.g. {RELEASE_WORKFLOW}"
+        )
+    refs = _str_list(table.get("release-refs", list(RELEASE_REFS)), f"{where}.release-refs")
+    if not refs:
+        raise ConfigError(
+            f"{where}.release-refs is empty: list the refs releases are signed from, "
+            'e.g. ["refs/heads/main", "refs/tags/v*"]'
+        )
+    for ref in refs:
+        if not RELEASE_REF_RE.match(ref):
+            hint = (
+                f" — did you mean 'refs/heads/{ref}' or 'refs/tags/{ref}'?"
+                if not ref.startswith("refs/") and RELEASE_REF_RE.match(f"refs/heads/{ref}")
+                else ""
+            )
+            raise ConfigError(
+                f"{where}.release-refs {ref!r} is not a branch or tag pattern{hint} "
+                "(use refs/heads/NAME or refs/tags/PATTERN, e.g. refs/tags/v*)"
+            )
+    return SignConfig(**strings, release_refs=refs)
 
 
 def _parse_image(key: str, table: Any) -> ImageSpec:
@@ -307,12 +377,12 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
         ),
         offline=_bool(scan_t.get("offline", False), "tool.buildtasks.scan.offline"),
         cache_dir=_str(scan_t.get("cache-dir", ""), "tool.buildtasks.scan.cache-dir"),
+        max_db_age_days=parse_days(
+            scan_t.get("max-db-age-days", ScanConfig.max_db_age_days),
+            "tool.buildtasks.scan.max-db-age-days",
+        ),
     )
-    sign_t = table.get("sign", {})
-    _check_keys(sign_t, _SIGN_KEYS, "tool.buildtasks.sign")
-    sign = SignConfig(
-        **{k.replace("-", "_"): _str(v, f"tool.buildtasks.sign.{k}") for k, v in sign_t.items()}
-    )
+    sign = _parse_sign(table.get("sign", {}))
     lab_t = table.get("lab", {})
     _check_keys(lab_t, _LAB_KEYS, "tool.buildtasks.lab")
     lab = LabConfig(
@@ -385,6 +455,7 @@ _ENV_IGNORED = frozenset(
     {
         "BUILDTASKS_LAB_REGISTRY",
         "BUILDTASKS_LAB_HOME",
+        "BUILDTASKS_ALLOW_TEST_DB",
         "BUILDTASKS_IMAGE",
         "BUILDTASKS_SIZE_BUDGET_MB",
     }

@@ -9,13 +9,13 @@ knows the file's path and shape.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError, ConfigError
-from buildtasks.refs import by_digest, require_digest
+from buildtasks.refs import by_digest, is_local_registry, registry_of, require_digest
 
 
 def metadata_path(config: Config, image: ImageSpec) -> Path:
@@ -79,6 +79,8 @@ class Recorded:
     digest: str
     tags: tuple[str, ...]
     platforms: tuple[str, ...]
+    #: The lab stand-ins the build used as bases (`python:3.11-slim`, ...).
+    stand_ins: tuple[str, ...] = ()
 
 
 def read_recorded(config: Config, image: ImageSpec) -> Recorded:
@@ -92,6 +94,61 @@ def read_recorded(config: Config, image: ImageSpec) -> Recorded:
         digest=result.digest,
         tags=tuple(facts.get("tags", result.image_names)),
         platforms=tuple(facts.get("platforms", ())),
+        stand_ins=tuple(facts.get("stand_ins", ())),
+    )
+
+
+def platforms_of(config: Config, spec: ImageSpec, target: str) -> tuple[str, ...]:
+    """The platforms the last build of `spec` made, when `target` is that build's digest."""
+    try:
+        recorded = read_recorded(config, spec)
+    except BuildtasksError:
+        return ()
+    same = recorded.digest == require_digest(target, allow_image_id=True).digest
+    return recorded.platforms if same else ()
+
+
+def stand_in_problem(stand_ins: Sequence[str], refs: Sequence[str], *, lab_registry: str) -> str:
+    """Why publishing `refs` must not happen: stand-in bases bound for a real registry ('' if ok)."""
+    if not stand_ins:
+        return ""
+    real = sorted(
+        {registry_of(r) for r in refs if not is_local_registry(r, lab_registry=lab_registry)}
+    )
+    if not real:
+        return ""
+    return (
+        f"built on the lab's stand-in bases ({', '.join(stand_ins)}), not the real images, "
+        f"and bound for {', '.join(real)}"
+    )
+
+
+def refuse_stand_ins(
+    config: Config, spec: ImageSpec, target: str, *, allow: bool, action: str
+) -> None:
+    """Refuse to `action` (push, sign) `target` outside the lab when its build used stand-ins.
+
+    The build record says which stand-ins the build of that digest used; an image built
+    elsewhere (no record of that digest) is not judged here.
+    """
+    if allow:
+        return
+    try:
+        recorded = read_recorded(config, spec)
+    except BuildtasksError:
+        return
+    if recorded.digest != require_digest(target, allow_image_id=True).digest:
+        return
+    problem = stand_in_problem(recorded.stand_ins, [target], lab_registry=config.lab.registry)
+    if problem:
+        raise stand_in_error(spec.key, action, problem)
+
+
+def stand_in_error(key: str, action: str, problem: str) -> ConfigError:
+    """The one-line refusal to publish an image built on stand-ins, naming both ways out."""
+    return ConfigError(
+        f"refusing to {action} {key}: {problem}; build where the real bases are reachable "
+        "(without the lab's mirror), or pass --allow-stand-ins if this is intended"
     )
 
 

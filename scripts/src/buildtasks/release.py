@@ -18,6 +18,7 @@ from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
 from buildtasks.push import push_by_digest
+from buildtasks.record import stand_in_error, stand_in_problem
 from buildtasks.refs import by_digest, registry_of
 from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
@@ -45,7 +46,8 @@ class Stage:
     image: ImageSpec
     build: BuildOutcome
     scan_report: Path | None = None
-    sbom: Path | None = None
+    #: The CycloneDX SBOMs: one, or one per platform of a multi-platform image.
+    sboms: tuple[Path, ...] = ()
     ref: str = ""
     steps: list[str] = field(default_factory=list)
 
@@ -79,12 +81,29 @@ def gates(
     _say(runner, image, "scan")
     local = replace(options.scan, local=True)
     scan_dockerfile(config, image, runner, options=local)
-    result = scan_image(config, image, outcome.digest, runner, options=local, env=env)
+    result = scan_image(
+        config,
+        image,
+        outcome.digest,
+        runner,
+        options=local,
+        env=env,
+        platforms_built=outcome.platforms,
+    )
     stage.scan_report = result.json_path
     stage.steps.append(f"scan gate passed at {','.join(result.severity)}")
     _say(runner, image, "SBOM")
-    sboms = write_sbom(config, image, outcome.digest, runner, local=True)
-    stage.sbom = sboms.files.get("cyclonedx")
+    sboms = write_sbom(
+        config,
+        image,
+        outcome.digest,
+        runner,
+        local=True,
+        cache_dir=local.cache_dir,
+        offline=bool(local.offline),
+        platforms_built=outcome.platforms,
+    )
+    stage.sboms = sboms.of_format("cyclonedx")
     stage.steps.append("SBOM written")
     return stage
 
@@ -116,11 +135,11 @@ def publish(
         stage.ref,
         runner,
         env=env,
-        sbom=stage.sbom,
+        sboms=stage.sboms,
         vuln_report=stage.scan_report,
         options=options.sign,
     )
-    kinds = [k for k, f in (("cyclonedx", stage.sbom), ("vuln", stage.scan_report)) if f]
+    kinds = [k for k, f in (("cyclonedx", stage.sboms), ("vuln", stage.scan_report)) if f]
     _say(runner, image, "verify")
     verify_image(config, stage.ref, runner, env=env, options=options.sign, attestations=kinds)
     stage.steps += ["signed", "attested", f"verified signature and {', '.join(kinds)}"]
@@ -146,6 +165,12 @@ def release(
     if not options.push:
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
+    for stage in stages:
+        problem = stand_in_problem(
+            stage.build.stand_ins, stage.build.tags, lab_registry=config.lab.registry
+        )
+        if problem and not options.build.allow_stand_ins:
+            raise stand_in_error(stage.image.key, "release", problem)
     if not runner.dry:  # every target registry up and logged in before the first push
         require_ready((registry_of(t) for s in stages for t in s.build.tags), env=env)
     return [publish(config, stage, runner, options, env=env) for stage in stages]

@@ -9,32 +9,46 @@ command is planned in `buildtasks.trivy`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildtasks import trivy
+from buildtasks import platforms, reports, trivy
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError
 from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
+from buildtasks.scan import empty_dir
 
 #: SBOM formats: Trivy's `--format` value and the file written under `.buildtasks/<image>/`.
 FORMATS = trivy.SBOM_FORMATS
 
 
-def sbom_path(config: Config, image: ImageSpec, fmt: str) -> Path:
-    """Where the SBOM of `image` in format `fmt` is written."""
-    return config.artifacts_path(image) / FORMATS[fmt]
+def sbom_path(config: Config, image: ImageSpec, fmt: str, platform: str = "") -> Path:
+    """Where the SBOM of `image` in format `fmt` is written (one per platform when several)."""
+    name = FORMATS[fmt]
+    if platform:
+        stem, _, ext = name.partition(".")
+        name = f"{stem}.{platforms.platform_slug(platform)}.{ext}"
+    return config.artifacts_path(image) / name
 
 
 @dataclass(frozen=True)
 class SbomResult:
-    """The SBOM files written for one image, and how many packages each lists."""
+    """The SBOM files written for one image, and how many packages each lists.
+
+    Keys are the format (`cyclonedx`), or `format platform` (`cyclonedx linux/arm64`) for a
+    multi-platform image.
+    """
 
     ref: str
     files: Mapping[str, Path]
     packages: Mapping[str, int]
+
+    def of_format(self, fmt: str) -> tuple[Path, ...]:
+        """Every file written in `fmt` (one per platform)."""
+        return tuple(p for k, p in self.files.items() if k.split(" ")[0] == fmt)
 
 
 def count_packages(fmt: str, document: Mapping[str, object]) -> int:
@@ -66,23 +80,59 @@ def write_sbom(
     cache_dir: str = "",
     offline: bool = False,
     local: bool = False,
+    platforms_built: Sequence[str] = (),
 ) -> SbomResult:
-    """Write `image`'s SBOMs (CycloneDX and SPDX JSON by default) for `ref`; return the files."""
-    require_digest(ref, allow_image_id=local)
-    files = {fmt: sbom_path(config, image, fmt) for fmt in formats}
+    """Write `image`'s SBOMs (CycloneDX and SPDX JSON by default) for every platform of `ref`.
+
+    Each CycloneDX SBOM is stamped with the digest of `ref` (and its platform's manifest
+    digest), so an attestation can check it describes the image it is attached to.
+    """
+    parsed = require_digest(ref, allow_image_id=local)
+    out_dir = config.artifacts_path(image)
+    work = out_dir / ".sbom"
     if not runner.dry:
-        config.artifacts_path(image).mkdir(parents=True, exist_ok=True)
-        for path in files.values():
-            path.unlink(missing_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in ("sbom.*json",):
+            for stale in out_dir.glob(pattern):
+                stale.unlink()
+    targets = platforms.targets_of(
+        str(parsed), runner, local=local, platforms=platforms_built, workdir=work / "image"
+    )
+    multi = len(targets) > 1
+    cwd = None if runner.dry else empty_dir(work / "cwd")
+    files: dict[str, Path] = {}
     counts: dict[str, int] = {}
-    for fmt, path in files.items():
-        command = trivy.sbom(ref, fmt, path, cache_dir=cache_dir, offline=offline, local=local)
-        runner.run(command, capture=True)
-        if runner.dry:
-            continue
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BuildtasksError(f"trivy wrote no valid {fmt} SBOM at {path}: {exc}") from None
-        counts[fmt] = count_packages(fmt, document)
-    return SbomResult(ref, files, counts)
+    for target in targets:
+        for fmt in formats:
+            key = f"{fmt} {target.platform}" if multi else fmt
+            path = sbom_path(config, image, fmt, target.platform if multi else "")
+            files[key] = path
+            command = trivy.sbom(
+                target.ref,
+                fmt,
+                path,
+                cache_dir=cache_dir,
+                offline=offline,
+                local=local and not target.layout,
+                layout=target.layout,
+                cwd=cwd,
+            )
+            runner.run(command, capture=True)
+            if runner.dry:
+                continue
+            try:
+                document = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise BuildtasksError(f"trivy wrote no valid {fmt} SBOM at {path}: {exc}") from None
+            counts[key] = count_packages(fmt, document)
+            if fmt == "cyclonedx":
+                stamped = reports.stamp_sbom(
+                    document,
+                    digest=parsed.digest,
+                    platform=target.platform if multi else "",
+                    manifest=target.digest,
+                )
+                path.write_text(json.dumps(stamped, indent=2) + "\n", encoding="utf-8")
+    if not runner.dry:
+        shutil.rmtree(work, ignore_errors=True)
+    return SbomResult(str(parsed), files, counts)

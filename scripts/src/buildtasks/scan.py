@@ -28,12 +28,16 @@ the command line (a cache directory, mirrors, offline mode).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from buildtasks import trivy
+from buildtasks import platforms, trivy
+from buildtasks import reports as reports_
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_severity
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
@@ -50,6 +54,14 @@ class VulnDBUnavailable(BuildtasksError):
     """Trivy has no vulnerability DB and none of the configured sources could provide one."""
 
     exit_code = 3
+
+
+class UntrustedVulnDB(VulnDBUnavailable):
+    """The vulnerability DB is a test fixture, or too old for a clean scan to mean anything."""
+
+
+#: Lets the project's own tests scan with their invented fixture DB.
+ALLOW_TEST_DB = "BUILDTASKS_ALLOW_TEST_DB"
 
 
 # --------------------------------------------------------------------------- options
@@ -69,6 +81,8 @@ class ScanOptions:
     local: bool = False
     #: Trivy's cache (DB and layer cache); empty leaves it to Trivy (`TRIVY_CACHE_DIR`, ~/.cache/trivy).
     cache_dir: str = ""
+    #: Refuse a vulnerability DB older than this many days (None: the configuration's).
+    max_db_age_days: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,7 @@ class Settings:
     cache_dir: str
     vex: tuple[str, ...] = ()
     local: bool = False
+    max_db_age_days: float = 3.0
 
 
 def settings(config: Config, options: ScanOptions) -> Settings:
@@ -103,6 +118,11 @@ def settings(config: Config, options: ScanOptions) -> Settings:
         cache_dir=options.cache_dir or config.scan.cache_dir,
         vex=options.vex,
         local=options.local,
+        max_db_age_days=(
+            config.scan.max_db_age_days
+            if options.max_db_age_days is None
+            else options.max_db_age_days
+        ),
     )
 
 
@@ -123,9 +143,12 @@ class Finding:
     target: str
     fixed: bool = True
     title: str = ""
+    #: `linux/arm64` when the image is multi-platform ('' otherwise).
+    platform: str = ""
 
     def describe(self) -> str:
-        return f"{self.id} in {self.subject}"
+        where = f" on {self.platform}" if self.platform else ""
+        return f"{self.id} in {self.subject}{where}"
 
 
 def _is_fixed(vuln: Mapping[str, Any]) -> bool:
@@ -141,6 +164,7 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
     out: list[Finding] = []
     for result in report.get("Results") or ():
         target = str(result.get("Target", ""))
+        plat = str(result.get("Platform", ""))
         for v in result.get("Vulnerabilities") or ():
             out.append(
                 Finding(
@@ -151,6 +175,7 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
                     target,
                     fixed=_is_fixed(v),
                     title=str(v.get("Title", "")),
+                    platform=plat,
                 )
             )
         for s in result.get("Secrets") or ():
@@ -162,6 +187,7 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
                     target,
                     target,
                     title=str(s.get("Title", "")),
+                    platform=plat,
                 )
             )
         for m in result.get("Misconfigurations") or ():
@@ -175,6 +201,7 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
                     target,
                     target,
                     title=str(m.get("Title", "")),
+                    platform=plat,
                 )
             )
         for lic in result.get("Licenses") or ():
@@ -185,6 +212,7 @@ def findings(report: Mapping[str, Any]) -> list[Finding]:
                     str(lic.get("Severity", "UNKNOWN")),
                     str(lic.get("PkgName") or lic.get("FilePath") or target),
                     target,
+                    platform=plat,
                 )
             )
     return out
@@ -289,6 +317,8 @@ class ScanResult:
     db_repository: str = ""
     #: The SARIF path as shown to users (relative to the repository when inside it).
     sarif_name: str = ""
+    #: Where accepted risks came from (ignore file, VEX): named in the gate line.
+    ignored: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -298,14 +328,18 @@ class ScanResult:
     def message(self) -> str:
         """One line: why the gate failed, or that it passed and what the reports hold."""
         where = self.sarif_name or str(self.sarif_path)
+        ignores = f"; ignores from {', '.join(self.ignored)}" if self.ignored else ""
         if self.blocking:
-            return gate_message(
-                self.what, self.blocking, self.severity, where, fixed_only=self.ignore_unfixed
+            return (
+                gate_message(
+                    self.what, self.blocking, self.severity, where, fixed_only=self.ignore_unfixed
+                )
+                + ignores
             )
         total = f"{count_by_severity(self.findings)} in all" if self.findings else "no findings"
         return (
             f"scan gate passed for {self.what}: none at severity {','.join(self.severity)} "
-            f"({total}; see {where})"
+            f"({total}; see {where}{ignores})"
         )
 
 
@@ -374,6 +408,41 @@ def ensure_db(runner: Runner, opts: Settings, *, env: Mapping[str, str] | None =
     raise VulnDBUnavailable(no_db_message(tried, offline=False))
 
 
+def trusted_db(
+    cache_dir: str,
+    opts: Settings,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """The metadata of the DB in `cache_dir`; refuse a test fixture or a DB past its age.
+
+    `BUILDTASKS_ALLOW_TEST_DB=1` lets the project's own tests scan with their fixture DB.
+    """
+    meta = trivy.read_db_metadata(cache_dir)
+    allow_fixture = env.get(ALLOW_TEST_DB, "").lower() in _TRUE
+    problem = trivy.db_problem(
+        meta,
+        now=now or datetime.now(UTC),
+        max_age=timedelta(days=opts.max_db_age_days),
+        allow_fixture=allow_fixture,
+    )
+    if problem:
+        where = f"{cache_dir}/db"
+        if "fixture" in problem:
+            fix = f"delete {where} and scan again to fetch the real DB"
+        else:
+            fix = (
+                "fetch a current one (drop --offline and TRIVY_SKIP_DB_UPDATE, or name a "
+                "mirror with --db-repository), or raise [tool.buildtasks.scan] max-db-age-days"
+            )
+        raise UntrustedVulnDB(f"the vulnerability DB in {where} {problem}: {fix}")
+    if meta and meta.get(trivy.FIXTURE_KEY):
+        runner.say(f"note: scanning with a test fixture DB ({ALLOW_TEST_DB} is set)")
+    return meta
+
+
 def _run_trivy(runner: Runner, command: Command) -> None:
     """Run a scan step; turn a missing DB into `VulnDBUnavailable`, other failures into one line.
 
@@ -390,9 +459,53 @@ def _run_trivy(runner: Runner, command: Command) -> None:
     raise CommandFailed(command.argv, result.returncode, hint)
 
 
-def _write_sarif(path: Path, category: str) -> None:
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps(with_category(doc, category), indent=2) + "\n", encoding="utf-8")
+def _read(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _write(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _sarif(
+    runner: Runner, reports: Sequence[tuple[str, Path]], sarif_path: Path, category: str
+) -> None:
+    """Convert each platform's report to SARIF under its own category; one file holds all runs."""
+    docs = []
+    for platform, path in reports:
+        out = sarif_path if len(reports) == 1 else path.with_suffix(".sarif")
+        runner.run(trivy.to_sarif(path, out), capture=True)
+        if runner.dry:
+            continue
+        label = f"{category}/{platforms.platform_slug(platform)}" if platform else category
+        docs.append(with_category(_read(out), label))
+        if out != sarif_path:
+            out.unlink()
+    if not runner.dry:
+        _write(sarif_path, reports_.merge_sarif(docs))
+
+
+def empty_dir(path: Path) -> str:
+    """`path`, made empty: Trivy's working directory, where no stray config or ignore file is."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
+
+
+def ignore_sources(
+    config: Config, ignorefile: str | None, vex: Sequence[str], env: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Every source of accepted risks the scan applies, as the gate line names them."""
+    out = []
+    if ignorefile:
+        out.append(display_path(config, Path(ignorefile)))
+    elif env.get("TRIVY_IGNOREFILE"):
+        out.append(f"TRIVY_IGNOREFILE={env['TRIVY_IGNOREFILE']}")
+    if env.get("TRIVY_IGNORE_POLICY"):
+        out.append(f"TRIVY_IGNORE_POLICY={env['TRIVY_IGNORE_POLICY']}")
+    out += [f"VEX {display_path(config, Path(v)) if v not in VEX_SOURCES else v}" for v in vex]
+    return tuple(out)
 
 
 def _decide(
@@ -405,10 +518,11 @@ def _decide(
     runner: Runner,
     *,
     db_repository: str = "",
+    ignored: tuple[str, ...] = (),
 ) -> ScanResult:
     if runner.dry:
         return ScanResult(what, ref, json_path, sarif_path, (), (), opts.severity)
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    report = _read(json_path)
     every = tuple(findings(report))
     blocking = tuple(gate(report, opts.severity, opts.ignore_unfixed))
     return ScanResult(
@@ -422,7 +536,15 @@ def _decide(
         opts.ignore_unfixed,
         db_repository,
         sarif_name=display_path(config, sarif_path),
+        ignored=ignored,
     )
+
+
+def _clear(out_dir: Path, *names: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in names:
+        for stale in out_dir.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def scan_image(
@@ -434,40 +556,89 @@ def scan_image(
     options: ScanOptions = ScanOptions(),
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    platforms_built: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> ScanResult:
-    """Scan `ref` (by digest) once; write trivy.json and trivy.sarif; gate on the JSON.
+    """Scan every platform of `ref` (by digest); write trivy.json and trivy.sarif; gate on all.
 
-    Raises `GateFailed` (one line naming the worst findings) unless `check` is false, and
-    `VulnDBUnavailable` when no vulnerability DB can be had.
+    A multi-platform image is scanned once per platform (`trivy.<os>-<arch>.json`), and the
+    gate reads the merge of those reports: a finding on any platform fails it. Raises
+    `GateFailed` (one line naming the worst findings) unless `check` is false,
+    `VulnDBUnavailable` when no vulnerability DB can be had, and `UntrustedVulnDB` when the
+    DB is a test fixture or older than `max-db-age-days`.
     """
+    env = os.environ if env is None else env
     opts = settings(config, options)
-    require_digest(ref, allow_image_id=opts.local)
+    parsed = require_digest(ref, allow_image_id=opts.local)
     ignorefile = resolve_ignorefile(config, options)
     vex = resolve_vex(opts.vex)
+    ignored = ignore_sources(config, ignorefile, vex, env)
+    cache = opts.cache_dir or trivy.default_cache_dir(env)
+    opts = replace(opts, cache_dir=cache)
     out_dir = config.artifacts_path(image)
     json_path, sarif_path = out_dir / "trivy.json", out_dir / "trivy.sarif"
     if not runner.dry:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (json_path, sarif_path):
-            stale.unlink(missing_ok=True)
+        _clear(out_dir, "trivy.json", "trivy.sarif", "trivy.*-*.json")
     mirror = ensure_db(runner, opts, env=env)
-    command = trivy.image_scan(
-        ref,
-        json_path,
-        cache_dir=opts.cache_dir,
-        offline=opts.offline,
-        ignorefile=ignorefile,
-        vex=vex,
-        local=opts.local,
+    db = None if runner.dry else trusted_db(cache, opts, runner, env=env, now=now)
+    work = out_dir / ".scan"
+    cwd = empty_dir(work / "cwd") if not runner.dry else None
+    targets = platforms.targets_of(
+        str(parsed), runner, local=opts.local, platforms=platforms_built, workdir=work / "image"
     )
-    _run_trivy(runner, command)
-    runner.run(trivy.to_sarif(json_path, sarif_path), capture=True)
+    reports: list[tuple[str, Path]] = []
+    for target in targets:
+        path = out_dir / f"trivy.{target.slug}.json" if len(targets) > 1 else json_path
+        command = trivy.image_scan(
+            target.ref,
+            path,
+            cache_dir=cache,
+            offline=opts.offline,
+            ignorefile=ignorefile,
+            vex=vex,
+            local=opts.local and not target.layout,
+            layout=target.layout,
+            cwd=cwd,
+        )
+        _run_trivy(runner, command)
+        reports.append((target.platform if len(targets) > 1 else "", path))
     if not runner.dry:
-        _write_sarif(sarif_path, image_category(image.key))
+        merged = reports_.merge_reports([(p, _read(f)) for p, f in reports], name=str(parsed))
+        _write(
+            json_path,
+            reports_.stamp_report(
+                merged,
+                reference=str(parsed),
+                digest=parsed.digest,
+                platforms={t.platform: t.digest for t in targets if t.platform},
+                db=db,
+                ignore_sources=ignored,
+            ),
+        )
+    _sarif(runner, reports, sarif_path, image_category(image.key))
     runner.run(trivy.to_table(json_path, opts.severity))
     result = _decide(
-        config, image.key, ref, json_path, sarif_path, opts, runner, db_repository=mirror
+        config,
+        image.key,
+        ref,
+        json_path,
+        sarif_path,
+        opts,
+        runner,
+        db_repository=mirror,
+        ignored=ignored,
     )
+    if not runner.dry:
+        _write(
+            json_path,
+            reports_.stamp_gate(
+                _read(json_path),
+                passed=result.passed,
+                severity=opts.severity,
+                ignore_unfixed=opts.ignore_unfixed,
+            ),
+        )
+        shutil.rmtree(work, ignore_errors=True)
     _report(result, runner, check=check)
     return result
 
@@ -490,16 +661,18 @@ def scan_dockerfile(
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in (json_path, sarif_path):
             stale.unlink(missing_ok=True)
+    work = out_dir / ".scan-config"
     command = trivy.config_scan(
         dockerfile,
         json_path,
         cache_dir=opts.cache_dir,
         ignorefile=resolve_ignorefile(config, options),
+        cwd=None if runner.dry else empty_dir(work),
     )
     _run_trivy(runner, command)
-    runner.run(trivy.to_sarif(json_path, sarif_path), capture=True)
+    _sarif(runner, [("", json_path)], sarif_path, dockerfile_category(image.key))
     if not runner.dry:
-        _write_sarif(sarif_path, dockerfile_category(image.key))
+        shutil.rmtree(work, ignore_errors=True)
     runner.run(trivy.to_table(json_path, opts.severity))
     what = f"{image.key} Dockerfile"
     result = _decide(config, what, str(dockerfile), json_path, sarif_path, opts, runner)

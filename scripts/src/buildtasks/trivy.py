@@ -7,9 +7,12 @@ offline switches and the misconfiguration checks are written once.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from buildtasks.command import Command
 from buildtasks.config import SEVERITIES
@@ -33,12 +36,15 @@ _DB_FAILURE_RE = re.compile(
 )
 
 
-def image_source(ref: str, *, local: bool) -> tuple[list[str], str, str]:
+def image_source(ref: str, *, local: bool, layout: bool = False) -> tuple[list[str], str, str]:
     """Where Trivy reads `ref` from: (flags, target, the hint shown when it is not there).
 
     The registry by default: the bytes that were pushed, and no engine needed in CI. With
-    `local`, the engine's image store, where the engine's image id is accepted too.
+    `local`, the engine's image store, where the engine's image id is accepted too. With
+    `layout`, `ref` is an OCI layout directory holding one platform of an image.
     """
+    if layout:
+        return ["--input", ref], "", "the exported image layout is incomplete; rebuild with --load"
     target = str(require_digest(ref, allow_image_id=local))
     flags = ["--image-src", "docker" if local else "remote"]
     hint = (
@@ -48,6 +54,62 @@ def image_source(ref: str, *, local: bool) -> tuple[list[str], str, str]:
         "engine's copy with --local"
     )
     return flags, target, hint
+
+
+def default_cache_dir(env: Mapping[str, str]) -> str:
+    """Trivy's cache when none is configured: `TRIVY_CACHE_DIR`, else `$XDG_CACHE_HOME/trivy`."""
+    if env.get("TRIVY_CACHE_DIR"):
+        return env["TRIVY_CACHE_DIR"]
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".cache")
+    return str(Path(base) / "trivy")
+
+
+def read_db_metadata(cache_dir: str) -> dict[str, Any] | None:
+    """The `db/metadata.json` of a Trivy cache, or None when it holds no vulnerability DB."""
+    path = Path(cache_dir).expanduser() / "db" / "metadata.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+#: The key our own test fixture DB sets in `metadata.json`; Trivy ignores it.
+FIXTURE_KEY = "BuildtasksTestFixture"
+
+
+def _parse_time(value: object) -> datetime | None:
+    text = str(value or "")
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
+    if not match:
+        return None
+    zone = match.group(3) or "Z"
+    moment = datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone))
+    return None if moment.year < 1000 else moment.astimezone(UTC)
+
+
+def db_problem(
+    meta: Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    allow_fixture: bool = False,
+) -> str:
+    """Why a vulnerability DB must not be trusted ('' when it may be): a fixture, too old.
+
+    A DB older than `max_age` misses every advisory published since, so a clean scan
+    against it proves little; `max_age` of zero turns the age check off.
+    """
+    if meta is None:
+        return ""
+    updated = _parse_time(meta.get("UpdatedAt"))
+    stamp = updated.strftime("%Y-%m-%dT%H:%MZ") if updated else str(meta.get("UpdatedAt"))
+    if meta.get(FIXTURE_KEY) and not allow_fixture:
+        return f"is a test fixture, not real advisories (UpdatedAt {stamp})"
+    if max_age and (updated is None or now - updated > max_age):
+        days = max_age.total_seconds() / 86400
+        return f"is older than {days:g} days (UpdatedAt {stamp})"
+    return ""
 
 
 def _common(cache_dir: str) -> list[str]:
@@ -78,12 +140,16 @@ def image_scan(
     ignorefile: str | None = None,
     vex: Sequence[str] = (),
     local: bool = False,
+    layout: bool = False,
+    cwd: str | None = None,
 ) -> Command:
     """Return the one Trivy run of an image: every finding, every severity, JSON, exit code 0.
 
-    The DB is expected in place already (`db_download`), hence `--skip-db-update`.
+    The DB is expected in place already (`db_download`), hence `--skip-db-update`. `cwd`
+    should be an empty directory, so no `trivy.yaml` or `.trivyignore` lying around the
+    caller's working directory drops findings unseen.
     """
-    source, target, hint = image_source(ref, local=local)
+    source, target, hint = image_source(ref, local=local, layout=layout)
     argv = [
         "trivy",
         "image",
@@ -109,8 +175,9 @@ def image_scan(
         argv += ["--vex", source]
     if offline and "repo" in vex:
         argv += ["--skip-vex-repo-update"]
-    argv.append(target)
-    return Command(tuple(argv), hint=hint)
+    if target:
+        argv.append(target)
+    return Command(tuple(argv), hint=hint, cwd=cwd)
 
 
 def config_scan(
@@ -122,6 +189,7 @@ def config_scan(
     severity: Sequence[str] = ALL_SEVERITIES,
     exit_code: int = 0,
     quiet: bool = False,
+    cwd: str | None = None,
 ) -> Command:
     """Return Trivy's misconfiguration checks of a Dockerfile (embedded checks, offline).
 
@@ -135,7 +203,7 @@ def config_scan(
     if ignorefile:
         argv += ["--ignorefile", ignorefile]
     argv.append(str(dockerfile))
-    return Command(tuple(argv))
+    return Command(tuple(argv), cwd=cwd)
 
 
 def sbom(
@@ -146,6 +214,8 @@ def sbom(
     cache_dir: str = "",
     offline: bool = False,
     local: bool = False,
+    layout: bool = False,
+    cwd: str | None = None,
 ) -> Command:
     """Return the Trivy run that writes the SBOM of `ref` (by digest) in `fmt` to `output`.
 
@@ -154,14 +224,14 @@ def sbom(
     """
     if fmt not in SBOM_FORMATS:
         raise ValueError(f"unknown SBOM format {fmt!r}; known: {', '.join(SBOM_FORMATS)}")
-    source, target, hint = image_source(ref, local=local)
+    source, target, hint = image_source(ref, local=local, layout=layout)
     argv = ["trivy", "image", "--format", fmt, "--output", str(output), "--scanners", ""]
     argv += ["--no-progress", *_common(cache_dir)]
     if offline:
         # Java archives are identified through the Java DB; offline, by their manifests only.
         argv += ["--skip-java-db-update", "--offline-scan"]
-    argv += [*source, target]
-    return Command(tuple(argv), hint=hint)
+    argv += [*source, *([target] if target else [])]
+    return Command(tuple(argv), hint=hint, cwd=cwd)
 
 
 def to_sarif(report: Path, output: Path) -> Command:

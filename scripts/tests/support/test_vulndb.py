@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from support import vulndb
+from support.lab import unique_repo
 from support.vulndb import (
     BRANCH_PAGE,
     BUCKET_LEAF_FLAG,
@@ -276,12 +277,14 @@ def test_advisory_validation() -> None:
         vulndb.trivy_tree([dup, dup])
 
 
-def test_metadata_is_far_in_the_future() -> None:
+def test_metadata_marks_a_short_lived_fixture() -> None:
     meta = vulndb.metadata_json(now=NOW)
     assert meta["Version"] == 2
     assert meta["UpdatedAt"] == "2026-01-02T03:04:05Z"
     assert meta["DownloadedAt"] == "2026-01-02T03:04:05Z"
-    assert str(meta["NextUpdate"]).startswith("2126-")
+    # Trivy refreshes it within hours, and docker.scan refuses it outside the tests.
+    assert meta["NextUpdate"] == "2026-01-02T09:04:05Z"
+    assert meta["BuildtasksTestFixture"]
     fresh = vulndb.metadata_json(now=NOW, downloaded=False)
     assert fresh["DownloadedAt"] == "0001-01-01T00:00:00Z"
     with pytest.raises(ValueError, match="timezone"):
@@ -326,7 +329,7 @@ def test_oras_push_command() -> None:
 
 
 def test_db_repository_and_insecure_rules() -> None:
-    assert vulndb.db_repository("127.0.0.1:5000") == "127.0.0.1:5000/aquasecurity/trivy-db:2"
+    assert vulndb.db_repository("127.0.0.1:5000", "t-1/trivy-db") == "127.0.0.1:5000/t-1/trivy-db:2"
     assert not vulndb.trivy_needs_insecure("127.0.0.1:5000")
     assert not vulndb.trivy_needs_insecure("localhost:5000")
     assert not vulndb.trivy_needs_insecure("[::1]:5000")
@@ -508,7 +511,9 @@ def test_trivy_downloads_the_db_from_a_registry_mirror(tmp_path: Path, lab: str)
 
     db_dir = vulndb.write_db(tmp_path / "build", now=datetime.now(UTC), downloaded=False)
     tarball = vulndb.write_db_tarball(db_dir, tmp_path / "push" / vulndb.DB_TARBALL_NAME)
-    ref = vulndb.db_repository(registry)
+    # A repository of its own: never the path real scans read (`aquasecurity/trivy-db`).
+    ref = unique_repo(registry, "trivy-db") + f":{vulndb.SCHEMA_VERSION}"
+    assert "aquasecurity" not in ref
     push = vulndb.oras_push(ref, tarball, plain_http=True)
     pushed = subprocess.run(
         push.argv, cwd=push.cwd, capture_output=True, text=True, timeout=120, check=False

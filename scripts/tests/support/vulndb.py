@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from buildtasks.command import Command
+from buildtasks.trivy import FIXTURE_KEY
 
 # --- bbolt on-disk format -------------------------------------------------------------
 
@@ -398,19 +399,26 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def metadata_json(*, now: datetime, downloaded: bool = True) -> dict[str, object]:
-    """Return `metadata.json` for a DB built at `now` that Trivy will not try to refresh.
+#: How long Trivy keeps the fixture before it tries to refresh it (a test's lifetime).
+FIXTURE_LIFETIME = timedelta(hours=6)
 
-    Trivy skips the download while `now < NextUpdate`, so NextUpdate is a century ahead.
-    `downloaded=False` leaves DownloadedAt at Go's zero time, as in the upstream artifact
-    (Trivy stamps it after pulling).
+
+def metadata_json(*, now: datetime, downloaded: bool = True) -> dict[str, object]:
+    """Return `metadata.json` for a fixture DB built at `now`, marked as a test fixture.
+
+    Trivy skips the download while `now < NextUpdate`: a few hours ahead, so a fixture that
+    ever lands where a real scan reads is replaced by the real DB the same day. The
+    `BuildtasksTestFixture` key (Trivy ignores it) makes `docker.scan` refuse the DB unless
+    `BUILDTASKS_ALLOW_TEST_DB` is set. `downloaded=False` leaves DownloadedAt at Go's zero
+    time, as in the upstream artifact (Trivy stamps it after pulling).
     """
     zero = "0001-01-01T00:00:00Z"
     return {
         "Version": SCHEMA_VERSION,
-        "NextUpdate": _rfc3339(now + timedelta(days=36525)),
+        "NextUpdate": _rfc3339(now + FIXTURE_LIFETIME),
         "UpdatedAt": _rfc3339(now),
         "DownloadedAt": _rfc3339(now) if downloaded else zero,
+        FIXTURE_KEY: "invented advisories (CVE-2099-*) for tests; never scan with this",
     }
 
 
@@ -492,7 +500,7 @@ def oras_push(ref: str, tarball: Path, *, plain_http: bool) -> Command:
     )
 
 
-def db_repository(registry: str, repository: str = "aquasecurity/trivy-db") -> str:
+def db_repository(registry: str, repository: str) -> str:
     """Return the `--db-repository` reference for a mirror: `REGISTRY/REPOSITORY:2`."""
     return f"{registry}/{repository}:{SCHEMA_VERSION}"
 

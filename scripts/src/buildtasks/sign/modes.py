@@ -1,6 +1,7 @@
 """How cosign signs or verifies: key or keyless, and whether the transparency log is used.
 
 `resolve_mode` picks the mode from the CLI, the environment and `[tool.buildtasks.sign]`;
+`github_identity_regexp` is the keyless identity trusted by default in GitHub Actions;
 `tlog_decision` decides about Rekor for a reference; `tlog_note` and `version_notes` are the
 `note:` lines announcing what that means. All pure: values in, values (or `ConfigError`) out.
 """
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from buildtasks.config import SignConfig
+from buildtasks.config import RELEASE_REFS, RELEASE_WORKFLOW, SignConfig
 from buildtasks.errors import ConfigError
 from buildtasks.refs import is_local_registry, registry_of
 from buildtasks.sign.version import CosignVersion
@@ -86,8 +87,13 @@ def key_kind(value: str, *, where: str) -> str:
         if not rest:
             raise ConfigError(f"{where} {value!r} names no key after {scheme}://")
         return "kms"
-    if scheme in ("http", "https") and where.endswith("public key"):
+    if scheme == "https" and where.endswith("public key"):
         return "url"
+    if scheme == "http" and where.endswith("public key"):
+        raise ConfigError(
+            f"{where} {value!r} is fetched over plain http, where anyone on the path can swap "
+            "it: use an https:// URL, a file, env://VAR or a KMS URI"
+        )
     match = difflib.get_close_matches(scheme, (*KMS_SCHEMES, "env"), n=1, cutoff=0.6)
     hint = f" — did you mean {match[0]}://?" if match else ""
     raise ConfigError(
@@ -113,9 +119,39 @@ def public_key_for(key: str, public_key: str = "") -> str:
     )
 
 
-def github_identity_regexp(repository: str) -> str:
-    """Match the certificate identity of any workflow of `owner/repo` (GitHub's OIDC `sub`)."""
-    return rf"^https://github\.com/{re.escape(repository)}/\.github/workflows/"
+def ref_glob_regexp(pattern: str) -> str:
+    """A ref pattern such as `refs/tags/v*` as an unanchored regexp, in RE2's syntax too.
+
+    The syntax of GitHub's branch and tag filters (`on.push.tags`, rulesets): `*` is any run
+    of characters but `/`, `**` any run at all, `?` one character but `/`; the rest is literal.
+    """
+    glob = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    return "".join(glob.get(part) or re.escape(part) for part in parts)
+
+
+def github_identity_regexp(
+    repository: str,
+    workflow: str = RELEASE_WORKFLOW,
+    refs: Sequence[str] = RELEASE_REFS,
+) -> str:
+    """Match the certificate identity of `workflow` of `owner/repo` run on one of `refs`.
+
+    GitHub's certificates name the signer as `https://github.com/OWNER/REPO/WORKFLOW@REF`
+    (the token's `job_workflow_ref`); anchored at both ends, so another repository, another
+    workflow, a feature branch or a pull request's ref does not match. cosign compiles it with
+    Go's RE2, so it uses no lookarounds or backreferences.
+    """
+    if not refs:
+        raise ConfigError(
+            "[tool.buildtasks.sign] release-refs is empty: list the refs releases are signed "
+            'from, e.g. ["refs/heads/main", "refs/tags/v*"]'
+        )
+    alternatives = "|".join(ref_glob_regexp(ref) for ref in refs)
+    return (
+        rf"^https://github\.com/{re.escape(repository)}/{re.escape(workflow)}"
+        rf"@(?:{alternatives})$"
+    )
 
 
 def resolve_mode(
@@ -158,7 +194,9 @@ def resolve_mode(
     if identity and regexp:
         raise ConfigError("--identity and --identity-regexp exclude each other: pick one")
     if not identity and not regexp and env.get("GITHUB_REPOSITORY"):
-        regexp = github_identity_regexp(env["GITHUB_REPOSITORY"])
+        regexp = github_identity_regexp(
+            env["GITHUB_REPOSITORY"], sign.release_workflow, sign.release_refs
+        )
     if options.keyless or identity or regexp or has_token:
         if not identity and not regexp:
             raise ConfigError(

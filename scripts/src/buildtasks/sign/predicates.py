@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.reports import SBOM_DIGEST, sbom_stamp, stamp
 
 TRIVY_URI = "pkg:github/aquasecurity/trivy"
 TRIVY_DB_URI = "pkg:github/aquasecurity/trivy-db"
@@ -146,7 +147,9 @@ def report_digests(report: Mapping[str, Any]) -> set[str]:
     names = [str(report.get("ArtifactName", ""))]
     metadata = report.get("Metadata", {}) or {}
     names += [str(d) for d in metadata.get("RepoDigests", []) or []]
-    return {n.rsplit("@", 1)[1] for n in names if "@sha256:" in n}
+    found = {n.rsplit("@", 1)[1] for n in names if "@sha256:" in n}
+    digest = str(stamp(report).get("Digest", ""))
+    return found | {digest} if digest.startswith("sha256:") else found
 
 
 def sbom_digests(sbom: Mapping[str, Any]) -> set[str]:
@@ -158,7 +161,9 @@ def sbom_digests(sbom: Mapping[str, Any]) -> set[str]:
         for p in component.get("properties", []) or []
         if p.get("name") == "aquasecurity:trivy:RepoDigest"
     ]
-    return {n.rsplit("@", 1)[1] for n in names if "@sha256:" in n}
+    found = {n.rsplit("@", 1)[1] for n in names if "@sha256:" in n}
+    digest = sbom_stamp(sbom).get(SBOM_DIGEST, "")
+    return found | {digest} if digest.startswith("sha256:") else found
 
 
 def invocation_from_env(env: Mapping[str, str], parameters: Sequence[str] = ()) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, ConfigError, GateFailed, RegistryUnavailable
 from buildtasks.refs import AUTH_ERRORS, MISSING_ERRORS, registry_error, require_digest
+from buildtasks.reports import gate_passed_for, stamp
 from buildtasks.runner import Runner
 from buildtasks.sign.modes import (
     PASSWORD_HINT,
@@ -92,8 +93,8 @@ class Attested:
     ref: str
     mode: SigningMode
     tlog: bool
-    #: Attestation type → the predicate file that was signed.
-    predicates: Mapping[str, Path]
+    #: (attestation type, the predicate file that was signed), in the order they were signed.
+    predicates: tuple[tuple[str, Path], ...]
 
 
 def _check_key_material(
@@ -280,14 +281,16 @@ def _read_json(path: Path, what: str, fix: str) -> Mapping[str, Any]:
 
 def _same_image(ref: str, digests: set[str], what: str, path: Path, fix: str) -> None:
     digest = require_digest(ref).digest
-    if digests and digest not in digests:
+    if not digests:
+        raise ConfigError(f"{what} {path} names no image digest, so it may describe any: {fix}")
+    if digest not in digests:
         raise ConfigError(
             f"{what} {path} describes {', '.join(sorted(digests))}, not {digest}: {fix}"
         )
 
 
 def file_describes(path: Path, kind: str, ref: str) -> bool:
-    """Whether an SBOM (`cyclonedx`) or trivy report (`vuln`) names `ref`'s digest, or none."""
+    """Whether an SBOM (`cyclonedx`) or trivy report (`vuln`) names `ref`'s digest."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -295,7 +298,39 @@ def file_describes(path: Path, kind: str, ref: str) -> bool:
     if not isinstance(data, Mapping):
         return False
     digests = sbom_digests(data) if kind == "cyclonedx" else report_digests(data)
-    return not digests or require_digest(ref).digest in digests
+    return require_digest(ref).digest in digests
+
+
+def require_gate(ref: str, report_path: Path) -> None:
+    """Refuse to sign or attest `ref` unless a scan report names its digest and passed its gate.
+
+    The report is the one `docker.scan` (or the release chain) writes; signing vouches for
+    the image, so it needs a gate, even when the tasks run one by one.
+    """
+    digest = require_digest(ref).digest
+    fix = f"scan it first: `uv run invoke docker.scan --ref {ref}`"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no scan report at {report_path} for {ref}: {fix}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"scan report {report_path} is unreadable ({exc}): {fix}") from None
+    verdict = gate_passed_for(report, digest) if isinstance(report, Mapping) else None
+    if verdict is None:
+        raise ConfigError(f"the scan report {report_path} has no gate verdict on {digest}: {fix}")
+    if not verdict:
+        raise GateFailed(
+            f"the scan gate failed for {digest} ({report_path}): fix the findings or accept "
+            "them in .trivyignore / VEX, scan again, then sign"
+        )
+
+
+def _scan_db(report: Mapping[str, Any], runner: Runner) -> Mapping[str, Any] | None:
+    """The DB the scan used, as it stamped it in the report; else what trivy has now."""
+    used = stamp(report).get("VulnerabilityDB")
+    if isinstance(used, Mapping):
+        return used
+    return trivy_db_meta(runner)
 
 
 def trivy_db_meta(runner: Runner) -> Mapping[str, Any] | None:
@@ -319,32 +354,36 @@ def attest_image(
     options: SignOptions | None = None,
     version: CosignVersion | None = None,
     db_meta: Mapping[str, Any] | None = None,
+    sboms: Sequence[Path] = (),
     now: datetime | None = None,
     interactive: bool | None = None,
 ) -> Attested:
-    """Attest a CycloneDX SBOM (`--type cyclonedx`) and/or a trivy report (`--type vuln`).
+    """Attest CycloneDX SBOMs (`--type cyclonedx`) and/or a trivy report (`--type vuln`).
 
-    Each file must describe `ref`'s digest when it names one. The vuln predicate is written
-    next to the report as `<report>.vuln-predicate.json`, then signed.
+    Each file must name `ref`'s digest (a file that names none could describe any image).
+    A multi-platform image has one SBOM per platform (`sboms`), each attested to the index.
+    The vuln predicate is written next to the report as `<report>.vuln-predicate.json`, then
+    signed.
     """
     options = options or SignOptions()
-    if sbom is None and vuln_report is None:
+    every_sbom = ([sbom] if sbom is not None else []) + list(sboms)
+    if not every_sbom and vuln_report is None:
         raise ConfigError(
             "nothing to attest: pass an SBOM (--sbom) and/or a trivy report (--vuln-report)"
         )
-    predicates: dict[str, Path] = {}
-    if sbom is not None:
-        fix = f"regenerate it with `trivy image --format cyclonedx --output {sbom} {ref}`"
-        data = _read_json(sbom, "CycloneDX SBOM", fix)
+    predicates: list[tuple[str, Path]] = []
+    for one in every_sbom:
+        fix = f"regenerate it with `uv run invoke docker.sbom --ref {ref}`"
+        data = _read_json(one, "CycloneDX SBOM", fix)
         if data.get("bomFormat") != "CycloneDX":
-            raise ConfigError(f"{sbom} is not a CycloneDX JSON SBOM: {fix}")
-        _same_image(ref, sbom_digests(data), "SBOM", sbom, fix)
-        predicates["cyclonedx"] = sbom
+            raise ConfigError(f"{one} is not a CycloneDX JSON SBOM: {fix}")
+        _same_image(ref, sbom_digests(data), "SBOM", one, fix)
+        predicates.append(("cyclonedx", one))
     if vuln_report is not None:
-        fix = f"rescan with `trivy image --format json --output {vuln_report} {ref}`"
+        fix = f"rescan with `uv run invoke docker.scan --ref {ref}`"
         report = load_report(_read_json(vuln_report, "trivy report", fix))
         _same_image(ref, report_digests(report), "trivy report", vuln_report, fix)
-        meta = db_meta if db_meta is not None else trivy_db_meta(runner)
+        meta = db_meta if db_meta is not None else _scan_db(report, runner)
         stamp = now or datetime.now(UTC)
         predicate = vuln_predicate(
             report,
@@ -356,7 +395,7 @@ def attest_image(
         out = vuln_report.with_name(vuln_report.stem + ".vuln-predicate.json")
         if not runner.dry:
             out.write_text(json.dumps(predicate, indent=2) + "\n", encoding="utf-8")
-        predicates["vuln"] = out
+        predicates.append(("vuln", out))
     mode, tlog, version = _prepare(
         config,
         ref,
@@ -368,12 +407,12 @@ def attest_image(
         version=version,
         interactive=interactive,
     )
-    for kind, path in predicates.items():
+    for kind, path in predicates:
         command = attest_command(
             ref, path, kind, mode, version, tlog=tlog, new_bundle_format=options.new_bundle_format
         )
         _run(runner, command, ref, action=f"attest ({kind})")
-    return Attested(ref, mode, tlog, predicates)
+    return Attested(ref, mode, tlog, tuple(predicates))
 
 
 @dataclass(frozen=True)

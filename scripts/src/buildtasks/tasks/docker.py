@@ -18,13 +18,16 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
         "name": "Override the full image name, e.g. ghcr.io/acme/app",
         "tag": "Tag to apply (repeatable); default: the configured metadata-action rules",
         "build-arg": "Build argument KEY=VALUE (repeatable)",
-        "platform": "Target platforms, e.g. linux/amd64,linux/arm64 (QEMU is set up if needed)",
+        "platform": "Target platforms, e.g. linux/amd64,linux/arm64 (the builder must run them; "
+        "in the lab: `lab.up --qemu --platform ...`)",
         "push": "Push the tags to the registry after building",
         "load": "Also load into the engine's image store when pushing (always loaded otherwise)",
         "no-cache": "Disable every cache: layer cache, cache import, uv cache; pull bases afresh",
         "verbose": "Show the full build log (--progress=plain)",
         "test": "Run the image tests against the built image",
         "provenance": "Buildx provenance attestation, e.g. mode=max or false (default: buildx's)",
+        "allow-stand-ins": "Publish to a registry other than the lab's even though the bases "
+        "are the lab's stand-ins",
     },
 )
 @errors_to_exit
@@ -41,6 +44,7 @@ def build(
     verbose: bool = False,
     test: bool = False,
     provenance: str | None = None,
+    allow_stand_ins: bool = False,
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
     from buildtasks.build import BuildOptions, build_image, check_options, preflight
@@ -59,6 +63,7 @@ def build(
         no_cache=no_cache,
         verbose=verbose,
         provenance=provenance,
+        allow_stand_ins=allow_stand_ins,
     )
     check_options(config, images, options)
     preflight(runner)
@@ -146,14 +151,16 @@ def tags(
 @task(
     help={
         "image": "Configured image to push (default: every configured image; each must have been built)",
+        "allow-stand-ins": "Push to a registry other than the lab's even though the bases "
+        "are the lab's stand-ins",
     },
 )
 @errors_to_exit
-def push(c: Context, image: str = "") -> None:
+def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
     """Push the last build's tags by digest and verify the registry serves that digest."""
     from buildtasks.build import preflight
     from buildtasks.push import push_by_digest
-    from buildtasks.record import read_recorded
+    from buildtasks.record import read_recorded, stand_in_error, stand_in_problem
     from buildtasks.refs import registry_of
     from buildtasks.registry import require_ready
 
@@ -162,6 +169,11 @@ def push(c: Context, image: str = "") -> None:
     preflight(runner)
     for spec in config.select(image):
         recorded = read_recorded(config, spec)
+        problem = stand_in_problem(
+            recorded.stand_ins, recorded.tags, lab_registry=config.lab.registry
+        )
+        if problem and not allow_stand_ins:
+            raise stand_in_error(spec.key, "push", problem)
         if not runner.dry:
             require_ready((registry_of(t) for t in recorded.tags), env=os.environ)
         report = push_by_digest(recorded.digest, recorded.tags, runner)
@@ -187,6 +199,8 @@ def push(c: Context, image: str = "") -> None:
         "no-tlog": "Skip the transparency log (automatic for the lab registry)",
         "platform": "Target platforms, e.g. linux/amd64,linux/arm64",
         "verbose": "Show the full build log",
+        "allow-stand-ins": "Publish to a registry other than the lab's even though the bases "
+        "are the lab's stand-ins",
     },
 )
 @errors_to_exit
@@ -205,6 +219,7 @@ def release(
     no_tlog: bool = False,
     platform: str = "",
     verbose: bool = False,
+    allow_stand_ins: bool = False,
 ) -> None:
     """Build, test, scan, SBOM, push, sign, attest and verify: one digest end to end."""
     from buildtasks.build import BuildOptions, preflight
@@ -217,7 +232,11 @@ def release(
     runner = runner_for(c)
     preflight(runner)
     options = ReleaseOptions(
-        build=BuildOptions(platforms=tuple(p for p in platform.split(",") if p), verbose=verbose),
+        build=BuildOptions(
+            platforms=tuple(p for p in platform.split(",") if p),
+            verbose=verbose,
+            allow_stand_ins=allow_stand_ins,
+        ),
         scan=ScanOptions(
             severity=tuple(s for s in severity.split(",") if s),
             ignore_unfixed=True if ignore_unfixed else None,

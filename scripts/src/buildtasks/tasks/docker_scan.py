@@ -8,7 +8,7 @@ from invoke import task
 from invoke.context import Context
 
 from buildtasks.errors import GateFailed
-from buildtasks.record import digest_targets
+from buildtasks.record import digest_targets, platforms_of
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, display_path, scan_dockerfile, scan_image
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
@@ -68,7 +68,14 @@ def scan(
     failures = []
     for spec, target in digest_targets(config, image, ref, allow_image_id=local):
         result = scan_image(
-            config, spec, target, runner, options=options, env=os.environ, check=False
+            config,
+            spec,
+            target,
+            runner,
+            options=options,
+            env=os.environ,
+            check=False,
+            platforms_built=platforms_of(config, spec, target),
         )
         if not result.passed:
             failures.append(result)
@@ -104,7 +111,14 @@ def sbom(
     offline = offline or config.scan.offline
     for spec, target in digest_targets(config, image, ref, allow_image_id=local):
         result = write_sbom(
-            config, spec, target, runner, cache_dir=cache_dir, offline=offline, local=local
+            config,
+            spec,
+            target,
+            runner,
+            cache_dir=cache_dir,
+            offline=offline,
+            local=local,
+            platforms_built=platforms_of(config, spec, target),
         )
         for fmt, path in result.files.items():
             count = result.packages.get(fmt)

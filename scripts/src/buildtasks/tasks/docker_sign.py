@@ -12,8 +12,9 @@ from pathlib import Path
 from invoke import task
 from invoke.context import Context
 
+from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import ConfigError
-from buildtasks.record import digest_targets
+from buildtasks.record import digest_targets, refuse_stand_ins
 from buildtasks.runner import Runner
 from buildtasks.sign import (
     DEFAULT_ATTESTATIONS,
@@ -21,6 +22,7 @@ from buildtasks.sign import (
     attest_image,
     detect_cosign_version,
     file_describes,
+    require_gate,
     sign_image,
     summarize,
     verify_image,
@@ -35,10 +37,16 @@ _COMMON_HELP = {
     "keyless": "Sign keyless with the GitHub Actions OIDC token (needs `id-token: write`)",
     "no-tlog": "Skip the transparency log (Rekor); automatic for the lab/loopback registry",
 }
+_PUBLISH_HELP = {
+    "scan-report": "Scan report whose gate must have passed for the digest (default: "
+    ".buildtasks/<image>/trivy.json, written by docker.scan)",
+    "allow-stand-ins": "Sign even though the image was built on the lab's stand-in bases "
+    "for a registry other than the lab's",
+}
 
 
 @task(
-    help=dict(_COMMON_HELP),
+    help={**_COMMON_HELP, **_PUBLISH_HELP},
 )
 @errors_to_exit
 def sign(
@@ -48,12 +56,15 @@ def sign(
     key: str = "",
     keyless: bool = False,
     no_tlog: bool = False,
+    scan_report: str = "",
+    allow_stand_ins: bool = False,
 ) -> None:
     """Sign images by digest with cosign, including each platform manifest of an index."""
     config = load_config(c)
     runner = runner_for(c)
     options = SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None)
     pairs = digest_targets(config, image, ref)
+    _check_publishable(config, pairs, scan_report, allow_stand_ins, runner)
     version = detect_cosign_version(runner)
     for spec, target in pairs:
         signed = sign_image(
@@ -77,7 +88,7 @@ def sign(
         "identity": "Keyless: exact certificate identity, e.g. "
         "https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/heads/main",
         "identity-regexp": "Keyless: certificate identity regexp (default in GitHub Actions: "
-        "any workflow of $GITHUB_REPOSITORY)",
+        "the release workflow of $GITHUB_REPOSITORY on [tool.buildtasks.sign] release-refs)",
         "issuer": "Keyless: OIDC issuer (default: https://token.actions.githubusercontent.com)",
         "attestations": "Also verify attestations: bare flag = cyclonedx,vuln; or a list, "
         "e.g. --attestations=cyclonedx",
@@ -136,6 +147,7 @@ def verify(
 @task(
     help={
         **_COMMON_HELP,
+        **_PUBLISH_HELP,
         "sbom": "CycloneDX JSON SBOM to attest (--type cyclonedx); default: "
         ".buildtasks/<image>/sbom.cdx.json",
         "vuln-report": "trivy JSON report to attest (--type vuln); default: "
@@ -152,18 +164,33 @@ def attest(
     no_tlog: bool = False,
     sbom: str = "",
     vuln_report: str = "",
+    scan_report: str = "",
+    allow_stand_ins: bool = False,
 ) -> None:
     """Attest the SBOM and the vulnerability report to images by digest with cosign."""
     config = load_config(c)
     runner = runner_for(c)
     options = SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None)
     pairs = digest_targets(config, image, ref)
+    _check_publishable(config, pairs, scan_report, allow_stand_ins, runner)
     version = detect_cosign_version(runner)
     for spec, target in pairs:
         out = config.artifacts_path(spec)
-        sbom_path = _artifact(sbom, out / "sbom.cdx.json", "cyclonedx", target, runner)
-        report_path = _artifact(vuln_report, out / "trivy.json", "vuln", target, runner)
-        if sbom_path is None and report_path is None:
+        sboms = (
+            [Path(sbom)]
+            if sbom
+            else [
+                p
+                for p in _defaults(out, "sbom.cdx.json", "sbom.*.cdx.json")
+                if _artifact(p, "cyclonedx", target, runner)
+            ]
+        )
+        report_path = (
+            Path(vuln_report)
+            if vuln_report
+            else _artifact(out / "trivy.json", "vuln", target, runner)
+        )
+        if not sboms and report_path is None:
             raise ConfigError(
                 f"nothing to attest for {spec.key}: no SBOM or trivy report of {target} in "
                 f"{out}; make them with `trivy image --format cyclonedx|json --output FILE "
@@ -174,25 +201,48 @@ def attest(
             target,
             runner,
             env=os.environ,
-            sbom=sbom_path,
+            sboms=sboms,
             vuln_report=report_path,
             options=options,
             version=version,
         )
         if runner.dry:
             continue
-        for kind, path in attested.predicates.items():
+        for kind, path in attested.predicates:
             print(f"{spec.key}: attested {kind} ({path}) to {target}")
 
 
-def _artifact(given: str, default: Path, kind: str, ref: str, runner: Runner) -> Path | None:
-    """The file the user named; else the default when it exists and describes `ref`."""
-    if given:
-        return Path(given)
+def _defaults(out: Path, *patterns: str) -> list[Path]:
+    return sorted({p for pattern in patterns for p in out.glob(pattern)})
+
+
+def _artifact(default: Path, kind: str, ref: str, runner: Runner) -> Path | None:
+    """`default` when it exists and describes `ref`; a file about another image is an error."""
     if not default.is_file():
         runner.say(f"note: {default} not found; not attesting {kind}")
         return None
     if not file_describes(default, kind, ref):
-        runner.say(f"note: {default} describes another image than {ref}; not attesting {kind}")
-        return None
+        raise ConfigError(
+            f"{default} does not describe {ref}: regenerate it with "
+            f"`uv run invoke docker.{'sbom' if kind == 'cyclonedx' else 'scan'} --ref {ref}`"
+        )
     return default
+
+
+def _check_publishable(
+    config: Config,
+    pairs: list[tuple[ImageSpec, str]],
+    scan_report: str,
+    allow_stand_ins: bool,
+    runner: Runner,
+) -> None:
+    """No signature without a passed gate on that digest, nor on an image built on stand-ins."""
+    if runner.dry:
+        return
+    for spec, target in pairs:
+        require_gate(target, Path(scan_report) if scan_report else _report(config, spec))
+        refuse_stand_ins(config, spec, target, allow=allow_stand_ins, action="sign")
+
+
+def _report(config: Config, spec: ImageSpec) -> Path:
+    return config.artifacts_path(spec) / "trivy.json"
