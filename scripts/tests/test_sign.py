@@ -28,6 +28,7 @@ from buildtasks.sign import (
     SigningMode,
     SignOptions,
     VerificationFailed,
+    Verified,
     attest_command,
     attest_image,
     cosign_reason,
@@ -44,6 +45,7 @@ from buildtasks.sign import (
     sign_command,
     sign_help_command,
     sign_image,
+    signer_description,
     tlog_decision,
     verify_attestation_command,
     verify_command,
@@ -53,6 +55,7 @@ from buildtasks.sign import (
     version_notes,
     vuln_predicate,
 )
+from buildtasks.sign.predicates import is_signature
 
 V3 = CosignVersion(3, 1, 1)
 V26 = CosignVersion(2, 6, 2)
@@ -1158,3 +1161,133 @@ def test_tasks_sign_attest_and_verify(image, keys, cosign_env, tmp_path, monkeyp
     )
     assert code == 2
     assert "by digest" in err
+
+
+# --------------------------------------------------------------------------- what verified
+
+
+KEY_SIGNATURE = {
+    "critical": {
+        "identity": {"docker-reference": "127.0.0.1:5000/monorepo"},
+        "image": {"docker-manifest-digest": DIGEST},
+        "type": "cosign container image signature",
+    },
+    "optional": None,
+}
+KEY_ATTESTATION = {
+    "critical": {
+        "identity": {"docker-reference": f"127.0.0.1:5000/monorepo@{DIGEST}"},
+        "image": {"docker-manifest-digest": DIGEST},
+        "type": "https://cyclonedx.org/bom",
+    },
+    "optional": {},
+}
+NEW_BUNDLE_SIGNATURE = {
+    **KEY_SIGNATURE,
+    "critical": {**KEY_SIGNATURE["critical"], "type": "https://sigstore.dev/cosign/sign/v1"},
+}
+KEYLESS_SIGNATURE = {
+    **KEY_SIGNATURE,
+    "optional": {"Issuer": ISSUER, "Subject": IDENTITY, "Bundle": {"SignedEntryTimestamp": "x"}},
+}
+OTHER_WORKFLOW = {
+    **KEY_SIGNATURE,
+    "optional": {
+        "Issuer": ISSUER,
+        "Subject": "https://github.com/acme/app/.github/workflows/other.yml@refs/heads/dev",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "payloads", "error"),
+    [
+        pytest.param(KEY_FILE, [KEY_SIGNATURE], "", id="key-signature"),
+        pytest.param(KEY_FILE, [KEY_SIGNATURE, KEY_ATTESTATION], "", id="key-both"),
+        pytest.param(KEY_FILE, [NEW_BUNDLE_SIGNATURE, KEY_ATTESTATION], "", id="new-bundle-both"),
+        pytest.param(
+            KEY_FILE,
+            [KEY_ATTESTATION],
+            "no signature on .* \\(it verified only attestations: https://cyclonedx.org/bom\\)",
+            id="key-attestation-only",
+        ),
+        pytest.param(KEYLESS_ID, [KEYLESS_SIGNATURE], "", id="keyless-signature"),
+        pytest.param(
+            KEYLESS_ID,
+            [{**KEY_ATTESTATION, "optional": {"Issuer": ISSUER, "Subject": IDENTITY}}],
+            "it verified only attestations",
+            id="keyless-attestation-only",
+        ),
+        pytest.param(
+            KEYLESS_ID, [OTHER_WORKFLOW], "signed by .*other.yml", id="keyless-other-signer"
+        ),
+        pytest.param(
+            KEYLESS_RE, [KEYLESS_SIGNATURE, OTHER_WORKFLOW], "", id="keyless-regexp-one-matches"
+        ),
+        pytest.param(
+            KEY_FILE,
+            [{**KEY_SIGNATURE, "critical": {**KEY_SIGNATURE["critical"], "image": {}}}],
+            "do not name",
+            id="signature-of-nothing",
+        ),
+    ],
+)
+def test_verify_passes_only_on_what_cosign_returned_as_a_signature(mode, payloads, error):
+    from buildtasks.sign.service import check_signatures
+
+    signatures = [p for p in payloads if is_signature(p)]
+    if error:
+        with pytest.raises(VerificationFailed, match=error):
+            check_signatures(LAB_REF, DIGEST, mode, payloads, signatures)
+    else:
+        check_signatures(LAB_REF, DIGEST, mode, payloads, signatures)
+
+
+def test_what_verify_prints_comes_from_the_payloads():
+    verified = Verified(LAB_REF, KEYLESS_RE, True, (KEYLESS_SIGNATURE,))
+    assert signer_description(verified) == f"keyless: {IDENTITY} (issuer {ISSUER})"
+    assert signer_description(Verified(LAB_REF, KEY_FILE, False, (KEY_SIGNATURE,))) == (
+        KEY_FILE.description
+    )
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("sign", "attest", "ask", "passes"),
+    [
+        pytest.param(False, True, (), False, id="attested-only"),
+        pytest.param(True, False, (), True, id="signed-only"),
+        pytest.param(True, False, ("cyclonedx",), False, id="signed-asked-for-sbom"),
+        pytest.param(True, True, ("cyclonedx",), True, id="both"),
+    ],
+)
+def test_docker_verify_names_only_what_exists(
+    image, keys, cosign_env, lab_config, tmp_path, sign, attest, ask, passes
+):
+    signer, _ = keys
+    options = SignOptions(key=str(signer.private), public_key=str(signer.public))
+    runner, _ = recording_runner()
+    if sign:
+        sign_image(lab_config, image, runner, env=cosign_env, options=options)
+    if attest:
+        sbom = tmp_path / "sbom.cdx.json"
+        subprocess.run(
+            ["trivy", "image", "--quiet", "--format", "cyclonedx", "--output", str(sbom), image],
+            check=True,
+            timeout=300,
+        )
+        attest_image(lab_config, image, runner, env=cosign_env, sbom=sbom, options=options)
+    argv = ["docker.verify", "--image", "backend", "--ref", image]
+    argv += ["--public-key", str(signer.public)]
+    if ask:
+        argv.append(f"--attestations={','.join(ask)}")
+    code, out, err = run_task(*argv)
+    if passes:
+        assert code == 0, err
+        assert f"backend: verified signature on {image}" in out
+        assert ("cyclonedx: SBOM with" in out) == bool(ask)
+    else:
+        assert code == 1, out + err
+        assert "verified signature" not in out
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: no ") and len(last) < 400, last

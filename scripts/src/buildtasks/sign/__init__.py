@@ -98,6 +98,7 @@ from buildtasks.sign.service import (
     generate_key_pair,
     require_gate,
     sign_image,
+    signer_description,
     trivy_db_meta,
     verify_image,
 )
@@ -163,6 +164,7 @@ __all__ = [
     "sign_help_command",
     "sign_image",
     "signed_digests",
+    "signer_description",
     "statement_digests",
     "summarize",
     "tlog_decision",

@@ -31,10 +31,18 @@ PREDICATE_TYPES = (
     "vuln",
     "custom",
 )
-#: The in-toto predicate type URIs of the named types this package attests.
+#: The in-toto predicate type cosign writes for each of its `--type` names.
 PREDICATE_URIS = {
     "cyclonedx": "https://cyclonedx.org/bom",
+    "spdx": "https://spdx.dev/Document",
+    "spdxjson": "https://spdx.dev/Document",
+    "slsaprovenance": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance02": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance1": "https://slsa.dev/provenance/v1",
+    "link": "https://in-toto.io/Link/v1",
     "vuln": "https://cosign.sigstore.dev/attestation/vuln/v1",
+    "openvex": "https://openvex.dev/ns",
+    "custom": "https://cosign.sigstore.dev/attestation/v1",
 }
 #: The attestations `docker.attest` makes by default, in order.
 DEFAULT_ATTESTATIONS = ("cyclonedx", "vuln")

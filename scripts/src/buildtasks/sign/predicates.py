@@ -17,6 +17,7 @@ from typing import Any
 
 from buildtasks.errors import BuildtasksError, ConfigError
 from buildtasks.reports import SBOM_DIGEST, sbom_stamp, stamp
+from buildtasks.sign.plans import PREDICATE_URIS
 
 TRIVY_URI = "pkg:github/aquasecurity/trivy"
 TRIVY_DB_URI = "pkg:github/aquasecurity/trivy-db"
@@ -51,10 +52,43 @@ def parse_attestations(stdout: str) -> tuple[dict[str, Any], ...]:
     return tuple(statements)
 
 
+#: `critical.type` of a cosign signature: simple signing (cosign 2, and cosign 3's old bundle
+#: format), or the predicate type of cosign 3's new-bundle signature statement. `cosign verify`
+#: of cosign 3 also returns the attestations it verified, whose `critical.type` is their own
+#: predicate type (`https://cyclonedx.org/bom`, ...): those are no signature of the image.
+SIGNATURE_TYPES = ("cosign container image signature", "https://sigstore.dev/cosign/sign/v1")
+
+
+def payload_type(payload: Mapping[str, Any]) -> str:
+    critical = payload.get("critical")
+    return str(critical.get("type", "")) if isinstance(critical, Mapping) else ""
+
+
+def is_signature(payload: Mapping[str, Any]) -> bool:
+    """Whether a payload `cosign verify` returned is a signature of the image (not an attestation)."""
+    return payload_type(payload).lower() in SIGNATURE_TYPES
+
+
+def signer_of(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """(certificate subject, OIDC issuer) of a keyless signature payload; ('', '') for a key."""
+    optional = payload.get("optional")
+    if not isinstance(optional, Mapping):
+        return "", ""
+    return str(optional.get("Subject", "") or ""), str(optional.get("Issuer", "") or "")
+
+
+def statement_matches(kind: str, statement: Mapping[str, Any]) -> bool:
+    """Whether an in-toto statement has the predicate type an attestation of `kind` has."""
+    expected = PREDICATE_URIS.get(kind, kind if kind.startswith(("http://", "https://")) else "")
+    return not expected or statement.get("predicateType") == expected
+
+
 def signed_digests(payloads: Sequence[Mapping[str, Any]]) -> set[str]:
-    """The manifest digests the verified signature payloads claim."""
+    """The manifest digests that the verified *signature* payloads claim (attestations excluded)."""
     digests = set()
     for payload in payloads:
+        if not is_signature(payload):
+            continue
         image = payload.get("critical", {}).get("image", {})
         if isinstance(image, Mapping) and image.get("docker-manifest-digest"):
             digests.add(str(image["docker-manifest-digest"]))

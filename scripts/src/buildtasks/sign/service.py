@@ -10,6 +10,7 @@ signature or attestation that does not verify (`VerificationFailed`).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,13 +45,17 @@ from buildtasks.sign.plans import (
 from buildtasks.sign.predicates import (
     cosign_reason,
     invocation_from_env,
+    is_signature,
     load_report,
     parse_attestations,
     parse_signatures,
+    payload_type,
     report_digests,
     sbom_digests,
     signed_digests,
+    signer_of,
     statement_digests,
+    statement_matches,
     vuln_predicate,
 )
 from buildtasks.sign.version import CosignVersion, detect_cosign_version
@@ -249,9 +254,10 @@ def verify_image(
         verify_command(ref, mode, version, tlog=tlog, new_bundle_format=options.new_bundle_format),
         "signature",
     )
-    signatures = parse_signatures(out)
-    if not runner.dry and digest not in signed_digests(signatures):
-        raise VerificationFailed(f"the signatures cosign accepted do not name {digest} ({ref})")
+    payloads = parse_signatures(out)
+    signatures = tuple(p for p in payloads if is_signature(p))
+    if not runner.dry:
+        check_signatures(ref, digest, mode, payloads, signatures)
     found: dict[str, tuple[dict[str, Any], ...]] = {}
     for kind in kinds:
         out = check(
@@ -260,11 +266,59 @@ def verify_image(
             ),
             f"{kind} attestation",
         )
-        statements = parse_attestations(out)
+        statements = tuple(s for s in parse_attestations(out) if statement_matches(kind, s))
         if not runner.dry and not any(digest in statement_digests(s) for s in statements):
             raise VerificationFailed(f"no {kind} attestation on {ref} names {digest}")
-        found[kind] = statements
+        found[kind] = tuple(s for s in statements if digest in statement_digests(s))
     return Verified(ref, mode, tlog, signatures, found)
+
+
+def check_signatures(
+    ref: str,
+    digest: str,
+    mode: SigningMode,
+    payloads: Sequence[Mapping[str, Any]],
+    signatures: Sequence[Mapping[str, Any]],
+) -> None:
+    """Pass only on what cosign returned as a signature of `digest`, by the expected signer.
+
+    cosign 3's `verify` also accepts attestation bundles; an image that was only attested
+    has no signature, whatever cosign's exit code says.
+    """
+    who = mode.description
+    if not signatures:
+        others = sorted({payload_type(p) or "unknown" for p in payloads})
+        seen = f" (it verified only attestations: {', '.join(others)})" if others else ""
+        raise VerificationFailed(
+            f"no signature on {ref} for {who}{seen}: sign it with `uv run invoke docker.sign`"
+        )
+    if digest not in signed_digests(signatures):
+        raise VerificationFailed(f"the signatures cosign accepted do not name {digest} ({ref})")
+    if mode.keyless and not any(_signed_by(mode, p) for p in signatures):
+        signers = ", ".join(sorted({" / ".join(signer_of(p)) for p in signatures}))
+        raise VerificationFailed(f"no signature on {ref} by {who}; signed by {signers}")
+
+
+def _signed_by(mode: SigningMode, payload: Mapping[str, Any]) -> bool:
+    """Whether a keyless payload's certificate names the identity and issuer asked for."""
+    subject, issuer = signer_of(payload)
+    if mode.issuer and issuer != mode.issuer:
+        return False
+    if mode.identity:
+        return subject == mode.identity
+    if mode.identity_regexp:
+        return re.search(mode.identity_regexp, subject) is not None
+    return bool(subject)
+
+
+def signer_description(verified: Verified) -> str:
+    """Who signed, as cosign's verified payloads say: the key, or the certificate's subject."""
+    if not verified.mode.keyless:
+        return verified.mode.description
+    signers = sorted({signer_of(p) for p in verified.signatures if signer_of(p)[0]})
+    if not signers:
+        return verified.mode.description
+    return "; ".join(f"keyless: {subject} (issuer {issuer})" for subject, issuer in signers)
 
 
 def _read_json(path: Path, what: str, fix: str) -> Mapping[str, Any]:

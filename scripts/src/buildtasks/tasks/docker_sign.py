@@ -24,6 +24,7 @@ from buildtasks.sign import (
     file_describes,
     require_gate,
     sign_image,
+    signer_description,
     summarize,
     verify_image,
 )
@@ -138,7 +139,9 @@ def verify(
         )
         if runner.dry:
             continue
-        print(f"{spec.key}: verified signature on {target} ({verified.mode.description})")
+        count = len(verified.signatures)
+        what = "signature" if count == 1 else f"{count} signatures"
+        print(f"{spec.key}: verified {what} on {target} ({signer_description(verified)})")
         for kind, statements in verified.attestations.items():
             for statement in statements:
                 print(f"  {summarize(kind, statement)}")
