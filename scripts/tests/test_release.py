@@ -121,3 +121,51 @@ def test_no_push_runs_the_gates_and_publishes_nothing(release_env):
         ).returncode
         != 0
     )
+
+
+def _nothing_in(repo: str) -> bool:
+    listing = subprocess.run(["crane", "ls", repo], capture_output=True, check=False)
+    return listing.returncode != 0
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        pytest.param("missing", "signing key file", id="no-key-file"),
+        pytest.param("no-password", "COSIGN_PASSWORD", id="encrypted-key-no-password"),
+        pytest.param("wrong-password", "cannot unlock the signing key", id="wrong-password"),
+        pytest.param("keyless", "keyless signing needs an OIDC token", id="keyless-no-token"),
+    ],
+)
+def test_a_release_that_could_not_sign_pushes_nothing(release_env, setup, message):
+    """Every signing need is checked before the build: the registry stays untouched."""
+    namespace, env, tmp_path = release_env
+    env = dict(env)
+    argv = ["docker.release", "--image", "backend", "--skip-tests"]
+    if setup == "missing":
+        env["BUILDTASKS_COSIGN_KEY"] = str(tmp_path / "absent.key")
+    elif setup in ("no-password", "wrong-password"):
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        subprocess.run(
+            ["cosign", "generate-key-pair"],
+            cwd=locked,
+            env={"COSIGN_PASSWORD": "right", "PATH": "/usr/bin:/bin"},
+            check=True,
+            capture_output=True,
+        )
+        env["BUILDTASKS_COSIGN_KEY"] = str(locked / "cosign.key")
+        if setup == "no-password":
+            env.pop("COSIGN_PASSWORD")
+        else:
+            env["COSIGN_PASSWORD"] = "wrong"
+    else:
+        env.pop("BUILDTASKS_COSIGN_KEY")
+        argv.append("--keyless")
+    result = invoke(*argv, env=env)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last, last
+    assert "==> backend: build" not in result.stderr  # refused before the build
+    assert _nothing_in(f"{namespace}/monorepo")

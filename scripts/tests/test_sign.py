@@ -359,6 +359,13 @@ def test_keyless_in_actions_without_the_permission_says_which_permission():
         mode_for("sign", env={"GITHUB_ACTIONS": "true"}, keyless=True)
 
 
+def test_keyless_outside_actions_without_a_token_is_refused_naming_the_ways():
+    with pytest.raises(ConfigError, match="no OIDC token|there is none here") as err:
+        mode_for("sign", env={}, keyless=True)
+    assert "SIGSTORE_ID_TOKEN" in str(err.value) and "--key" in str(err.value)
+    assert mode_for("sign", env={"SIGSTORE_ID_TOKEN": "eyJ..."}, keyless=True).keyless
+
+
 def test_keyless_and_a_key_exclude_each_other():
     with pytest.raises(ConfigError, match="exclude each other"):
         mode_for("sign", keyless=True, key="cosign.key")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks.build import BuildOptions, BuildOutcome, build_image
+from buildtasks.build import BuildOptions, BuildOutcome, build_image, image_names
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
@@ -24,7 +24,13 @@ from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
-from buildtasks.sign import SignOptions, attest_image, sign_image, verify_image
+from buildtasks.sign import (
+    SignOptions,
+    attest_image,
+    require_signing_ready,
+    sign_image,
+    verify_image,
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,12 @@ def release(
     now: datetime,
 ) -> list[Stage]:
     """Run the chain for `images`: all gates first, then publish each image."""
+    if options.push and not runner.dry:
+        # Everything publishing needs, before the first build: nothing is pushed when any
+        # of it is missing (a registry login, a key that cannot be unlocked, no OIDC token).
+        require_signing_ready(config, options.sign, runner, env=env)
+        names = [n for image in images for n in image_names(config, image, options.build.name)]
+        require_ready((registry_of(n) for n in names), env=env)
     stages = []
     for image in images:
         try:
@@ -171,6 +183,6 @@ def release(
         )
         if problem and not options.build.allow_stand_ins:
             raise stand_in_error(stage.image.key, "release", problem)
-    if not runner.dry:  # every target registry up and logged in before the first push
+    if not runner.dry:  # tags may name more registries than the names did (--tag a/b:c)
         require_ready((registry_of(t) for s in stages for t in s.build.tags), env=env)
     return [publish(config, stage, runner, options, env=env) for stage in stages]

@@ -183,6 +183,12 @@ def resolve_mode(
                     "keyless signing in GitHub Actions needs an OIDC token: grant the job "
                     "`permissions: id-token: write`"
                 )
+            if not has_token and not env.get("SIGSTORE_ID_TOKEN"):
+                raise ConfigError(
+                    "keyless signing needs an OIDC token and there is none here: run it in "
+                    "GitHub Actions with `id-token: write`, set SIGSTORE_ID_TOKEN to a token "
+                    "for sigstore, or sign with a key (--key)"
+                )
             provider = GITHUB_OIDC_PROVIDER if has_token else ""
             return SigningMode(keyless=True, issuer=issuer, oidc_provider=provider)
         raise ConfigError(NO_MODE)

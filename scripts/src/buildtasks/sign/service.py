@@ -117,6 +117,43 @@ def _check_key_material(
         raise ConfigError(f"cosign needs the password of {ref}: {PASSWORD_HINT}")
 
 
+def public_key_command(key: str) -> Command:
+    """`cosign public-key --key K`: derives the public key, so it unlocks the private one."""
+    return Command(("cosign", "public-key", "--key", key))
+
+
+def require_signing_ready(
+    config: Config,
+    options: SignOptions,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    interactive: bool | None = None,
+) -> SigningMode:
+    """Check, before anything is pushed, that signing will work: mode, key, password, token.
+
+    Key mode: the key exists, a password is at hand (or a terminal to type it), and cosign can
+    unlock it (`cosign public-key`, offline for files and `env://`; a KMS key is asked for its
+    public half, which checks access). Keyless: an OIDC token source exists (resolve_mode).
+    """
+    mode = resolve_mode(config.sign, options, env, purpose="sign")
+    if mode.keyless:
+        return mode
+    tty = sys.stdin.isatty() if interactive is None else interactive
+    _check_key_material(mode, env, interactive=tty, signing=True)
+    if runner.dry or (
+        tty and "COSIGN_PASSWORD" not in env and key_kind(mode.key, where="signing key") != "kms"
+    ):
+        return mode  # cosign will prompt for the password at signing time
+    result = runner.run(public_key_command(mode.key), capture=True, check=False, quiet=True)
+    if not result.ok:
+        raise ConfigError(
+            f"cannot unlock the signing key {mode.key} ({cosign_reason(result.stderr)}): "
+            f"check COSIGN_PASSWORD and the key; nothing was built or pushed"
+        )
+    return mode
+
+
 def _failure(ref: str, command: Command, stderr: str, *, action: str) -> BuildtasksError:
     reason = cosign_reason(stderr)
     text = stderr
