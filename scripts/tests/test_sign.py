@@ -360,7 +360,7 @@ def test_keyless_in_actions_without_the_permission_says_which_permission():
 
 
 def test_keyless_outside_actions_without_a_token_is_refused_naming_the_ways():
-    with pytest.raises(ConfigError, match="no OIDC token|there is none here") as err:
+    with pytest.raises(ConfigError, match="there is none here") as err:
         mode_for("sign", env={}, keyless=True)
     assert "SIGSTORE_ID_TOKEN" in str(err.value) and "--key" in str(err.value)
     assert mode_for("sign", env={"SIGSTORE_ID_TOKEN": "eyJ..."}, keyless=True).keyless
