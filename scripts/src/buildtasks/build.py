@@ -261,11 +261,14 @@ def build_image(
             f"note: {image.key} is built on the lab's stand-in bases, not the real images: "
             f"{', '.join(stand_ins)}"
         )
-        problem = record.stand_in_problem(
-            stand_ins, tags if options.push else (), lab_registry=config.lab.registry
+        record.require_real_bases(
+            image.key,
+            "push",
+            stand_ins,
+            tags if options.push else (),
+            lab_registry=config.lab.registry,
+            allow=options.allow_stand_ins,
         )
-        if problem and not options.allow_stand_ins:
-            raise record.stand_in_error(image.key, "push", problem)
     secrets = ()
     ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
     if ca:

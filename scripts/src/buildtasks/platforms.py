@@ -25,6 +25,7 @@ from typing import Any
 
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError
+from buildtasks.push import inspect_raw_command
 from buildtasks.refs import by_digest, require_digest
 from buildtasks.runner import Runner
 
@@ -82,13 +83,11 @@ def platform_manifests(index: Mapping[str, Any]) -> list[tuple[str, dict[str, An
     return out
 
 
-def raw_manifest(ref: str) -> Command:
-    """Return the command that prints `ref`'s manifest or index as stored in its registry."""
-    return Command(
-        ("docker", "buildx", "imagetools", "inspect", "--raw", ref),
-        hint="is the image pushed? push it with `uv run invoke docker.push`, or read the "
-        "engine's copy with --local",
-    )
+def empty_dir(path: Path) -> str:
+    """`path`, made empty: a scratch directory (an export, or Trivy's working directory)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 def save_image(image_id: str, dest: Path) -> Command:
@@ -102,7 +101,7 @@ def save_image(image_id: str, dest: Path) -> Command:
 def remote_targets(ref: str, runner: Runner) -> list[Target]:
     """The targets of `ref` (name@sha256:...) in its registry: one per platform of an index."""
     digest = require_digest(ref).digest
-    result = runner.run(raw_manifest(ref), capture=True, check=False, quiet=True)
+    result = runner.run(inspect_raw_command(ref), capture=True, check=False, quiet=True)
     if not result.ok:
         # Let the scan itself report what is wrong (missing image, registry down, login).
         return [Target("", digest, ref)]
@@ -112,9 +111,8 @@ def remote_targets(ref: str, runner: Runner) -> list[Target]:
         return [Target("", digest, ref)]
     entries = platform_manifests(index) if isinstance(index, Mapping) else []
     if len(entries) < 2:
-        only = entries[0][1]["digest"] if entries else ""
         # A one-platform index is read by Trivy as that platform already.
-        return [Target(entries[0][0] if only else "", digest, ref)]
+        return [Target(entries[0][0] if entries else "", digest, ref)]
     return [Target(p, d["digest"], by_digest(ref, d["digest"])) for p, d in entries]
 
 
@@ -169,8 +167,7 @@ def local_targets(
     digest = parsed.digest
     if len(platforms) < 2 or runner.dry:
         return [Target(platforms[0] if len(platforms) == 1 else "", digest, str(parsed))]
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    empty_dir(workdir)
     tarball = workdir / "image.tar"
     runner.run(save_image(digest, tarball), capture=True)
     layout = workdir / "layout"
@@ -196,5 +193,5 @@ def targets_of(
     if local:
         return local_targets(ref, platforms, runner, workdir)
     if runner.dry:
-        return [Target("", require_digest(ref).digest, str(require_digest(ref)))]
+        return [Target("", require_digest(ref).digest, ref)]
     return remote_targets(ref, runner)

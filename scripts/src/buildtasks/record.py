@@ -98,14 +98,20 @@ def read_recorded(config: Config, image: ImageSpec) -> Recorded:
     )
 
 
-def platforms_of(config: Config, spec: ImageSpec, target: str) -> tuple[str, ...]:
-    """The platforms the last build of `spec` made, when `target` is that build's digest."""
+def _recorded_for(config: Config, spec: ImageSpec, target: str) -> Recorded | None:
+    """The last build of `spec` when `target` is its digest; None for any other image."""
     try:
         recorded = read_recorded(config, spec)
     except BuildtasksError:
-        return ()
+        return None
     same = recorded.digest == require_digest(target, allow_image_id=True).digest
-    return recorded.platforms if same else ()
+    return recorded if same else None
+
+
+def platforms_of(config: Config, spec: ImageSpec, target: str) -> tuple[str, ...]:
+    """The platforms the last build of `spec` made, when `target` is that build's digest."""
+    recorded = _recorded_for(config, spec, target)
+    return recorded.platforms if recorded else ()
 
 
 def stand_in_problem(stand_ins: Sequence[str], refs: Sequence[str], *, lab_registry: str) -> str:
@@ -123,33 +129,41 @@ def stand_in_problem(stand_ins: Sequence[str], refs: Sequence[str], *, lab_regis
     )
 
 
+def require_real_bases(
+    key: str,
+    action: str,
+    stand_ins: Sequence[str],
+    refs: Sequence[str],
+    *,
+    lab_registry: str,
+    allow: bool,
+) -> None:
+    """Refuse to `action` (push, sign, release) `refs` outside the lab when built on stand-ins."""
+    problem = stand_in_problem(stand_ins, refs, lab_registry=lab_registry)
+    if problem and not allow:
+        raise ConfigError(
+            f"refusing to {action} {key}: {problem}; build where the real bases are reachable "
+            "(without the lab's mirror), or pass --allow-stand-ins if this is intended"
+        )
+
+
 def refuse_stand_ins(
     config: Config, spec: ImageSpec, target: str, *, allow: bool, action: str
 ) -> None:
-    """Refuse to `action` (push, sign) `target` outside the lab when its build used stand-ins.
+    """`require_real_bases` for `target`, with the stand-ins its build record lists.
 
-    The build record says which stand-ins the build of that digest used; an image built
-    elsewhere (no record of that digest) is not judged here.
+    An image built elsewhere (no record of that digest) is not judged here.
     """
-    if allow:
-        return
-    try:
-        recorded = read_recorded(config, spec)
-    except BuildtasksError:
-        return
-    if recorded.digest != require_digest(target, allow_image_id=True).digest:
-        return
-    problem = stand_in_problem(recorded.stand_ins, [target], lab_registry=config.lab.registry)
-    if problem:
-        raise stand_in_error(spec.key, action, problem)
-
-
-def stand_in_error(key: str, action: str, problem: str) -> ConfigError:
-    """The one-line refusal to publish an image built on stand-ins, naming both ways out."""
-    return ConfigError(
-        f"refusing to {action} {key}: {problem}; build where the real bases are reachable "
-        "(without the lab's mirror), or pass --allow-stand-ins if this is intended"
-    )
+    recorded = _recorded_for(config, spec, target)
+    if recorded:
+        require_real_bases(
+            spec.key,
+            action,
+            recorded.stand_ins,
+            [target],
+            lab_registry=config.lab.registry,
+            allow=allow,
+        )
 
 
 def digest_targets(

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks.build import BuildOptions, BuildOutcome, build_image, image_names
+from buildtasks.build import BuildOptions, BuildOutcome, build_image, explicit_tags, image_names
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
 from buildtasks.push import push_by_digest
-from buildtasks.record import stand_in_error, stand_in_problem
+from buildtasks.record import require_real_bases
 from buildtasks.refs import by_digest, registry_of
 from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
@@ -114,6 +114,12 @@ def gates(
     return stage
 
 
+def _target_refs(config: Config, image: ImageSpec, options: BuildOptions) -> tuple[str, ...]:
+    """Where `image` will be pushed: its names, or the explicit tags on them."""
+    names = image_names(config, image, options.name)
+    return explicit_tags(names, options.tags) if options.tags else names
+
+
 def _load_only(options: BuildOptions) -> BuildOptions:
     """The chain builds into the engine's store; pushing happens only after the gates."""
     return replace(options, push=False, load=True)
@@ -166,8 +172,8 @@ def release(
         # Everything publishing needs, before the first build: nothing is pushed when any
         # of it is missing (a registry login, a key that cannot be unlocked, no OIDC token).
         require_signing_ready(config, options.sign, runner, env=env)
-        names = [n for image in images for n in image_names(config, image, options.build.name)]
-        require_ready((registry_of(n) for n in names), env=env)
+        refs = [r for image in images for r in _target_refs(config, image, options.build)]
+        require_ready((registry_of(r) for r in refs), env=env)
     stages = []
     for image in images:
         try:
@@ -178,11 +184,12 @@ def release(
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
     for stage in stages:
-        problem = stand_in_problem(
-            stage.build.stand_ins, stage.build.tags, lab_registry=config.lab.registry
+        require_real_bases(
+            stage.image.key,
+            "release",
+            stage.build.stand_ins,
+            stage.build.tags,
+            lab_registry=config.lab.registry,
+            allow=options.build.allow_stand_ins,
         )
-        if problem and not options.build.allow_stand_ins:
-            raise stand_in_error(stage.image.key, "release", problem)
-    if not runner.dry:  # tags may name more registries than the names did (--tag a/b:c)
-        require_ready((registry_of(t) for s in stages for t in s.build.tags), env=env)
     return [publish(config, stage, runner, options, env=env) for stage in stages]

@@ -19,7 +19,6 @@ from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError
 from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
-from buildtasks.scan import empty_dir
 
 #: SBOM formats: Trivy's `--format` value and the file written under `.buildtasks/<image>/`.
 FORMATS = trivy.SBOM_FORMATS
@@ -92,14 +91,13 @@ def write_sbom(
     work = out_dir / ".sbom"
     if not runner.dry:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for pattern in ("sbom.*json",):
-            for stale in out_dir.glob(pattern):
-                stale.unlink()
+        for stale in out_dir.glob("sbom.*json"):
+            stale.unlink()
     targets = platforms.targets_of(
         str(parsed), runner, local=local, platforms=platforms_built, workdir=work / "image"
     )
     multi = len(targets) > 1
-    cwd = None if runner.dry else empty_dir(work / "cwd")
+    cwd = None if runner.dry else platforms.empty_dir(work / "cwd")
     files: dict[str, Path] = {}
     counts: dict[str, int] = {}
     for target in targets:

@@ -486,13 +486,6 @@ def _sarif(
         _write(sarif_path, reports_.merge_sarif(docs))
 
 
-def empty_dir(path: Path) -> str:
-    """`path`, made empty: Trivy's working directory, where no stray config or ignore file is."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return str(path)
-
-
 def ignore_sources(
     config: Config, ignorefile: str | None, vex: Sequence[str], env: Mapping[str, str]
 ) -> tuple[str, ...]:
@@ -582,7 +575,7 @@ def scan_image(
     mirror = ensure_db(runner, opts, env=env)
     db = None if runner.dry else trusted_db(cache, opts, runner, env=env, now=now)
     work = out_dir / ".scan"
-    cwd = empty_dir(work / "cwd") if not runner.dry else None
+    cwd = platforms.empty_dir(work / "cwd") if not runner.dry else None
     targets = platforms.targets_of(
         str(parsed), runner, local=opts.local, platforms=platforms_built, workdir=work / "image"
     )
@@ -667,7 +660,7 @@ def scan_dockerfile(
         json_path,
         cache_dir=opts.cache_dir,
         ignorefile=resolve_ignorefile(config, options),
-        cwd=None if runner.dry else empty_dir(work),
+        cwd=None if runner.dry else platforms.empty_dir(work),
     )
     _run_trivy(runner, command)
     _sarif(runner, [("", json_path)], sarif_path, dockerfile_category(image.key))

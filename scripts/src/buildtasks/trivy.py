@@ -79,12 +79,13 @@ FIXTURE_KEY = "BuildtasksTestFixture"
 
 
 def _parse_time(value: object) -> datetime | None:
-    text = str(value or "")
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
-    if not match:
+    """An RFC 3339 time as Trivy writes it; None for anything else, or Go's zero time."""
+    try:
+        moment = datetime.fromisoformat(str(value or "").replace("Z", "+00:00"))
+    except ValueError:
         return None
-    zone = match.group(3) or "Z"
-    moment = datetime.fromisoformat(match.group(1) + ("+00:00" if zone == "Z" else zone))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return None if moment.year < 1000 else moment.astimezone(UTC)
 
 

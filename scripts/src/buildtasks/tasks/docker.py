@@ -160,7 +160,7 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
     """Push the last build's tags by digest and verify the registry serves that digest."""
     from buildtasks.build import preflight
     from buildtasks.push import push_by_digest
-    from buildtasks.record import read_recorded, stand_in_error, stand_in_problem
+    from buildtasks.record import read_recorded, require_real_bases
     from buildtasks.refs import registry_of
     from buildtasks.registry import require_ready
 
@@ -169,11 +169,14 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
     preflight(runner)
     for spec in config.select(image):
         recorded = read_recorded(config, spec)
-        problem = stand_in_problem(
-            recorded.stand_ins, recorded.tags, lab_registry=config.lab.registry
+        require_real_bases(
+            spec.key,
+            "push",
+            recorded.stand_ins,
+            recorded.tags,
+            lab_registry=config.lab.registry,
+            allow=allow_stand_ins,
         )
-        if problem and not allow_stand_ins:
-            raise stand_in_error(spec.key, "push", problem)
         if not runner.dry:
             require_ready((registry_of(t) for t in recorded.tags), env=os.environ)
         report = push_by_digest(recorded.digest, recorded.tags, runner)
