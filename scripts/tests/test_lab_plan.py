@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buildtasks.errors import ConfigError
-from buildtasks.lab import plan
+from buildtasks.lab import engines, plan
 from buildtasks.refs import mirror_ref, parse_base_ref
 
 
@@ -500,3 +500,37 @@ def test_leftover_lines_name_each_part_and_how_to_remove_it():
 
 def test_leftover_lines_are_empty_when_nothing_stays():
     assert plan.leftover_lines(plan.Leftovers()) == ()
+
+
+# ------------------------------------------------------------------ the classic-store engine
+
+
+def test_the_second_engine_has_its_own_socket_root_bridge_and_never_bridge_none():
+    layout = engines.EngineLayout(
+        data_root=Path("/d"), run_dir=Path("/r"), bridge="br-x", pool="10.9.0.0/16"
+    )
+    argv = engines.dockerd_argv("/usr/sbin/dockerd", layout)
+    assert argv[argv.index("--host") + 1] == "unix:///r/docker.sock"
+    assert argv[argv.index("--data-root") + 1] == "/d"
+    assert argv[argv.index("--exec-root") + 1] == "/r/exec"
+    assert argv[argv.index("--bridge") + 1] == "br-x"
+    assert "none" not in argv
+    assert "--iptables=false" in argv
+
+
+def test_the_second_engine_keeps_the_classic_store_and_cannot_delete_docker0():
+    config = engines.daemon_config("http://127.0.0.1:5000", engines.EngineLayout())
+    assert config["features"] == {"containerd-snapshotter": False}
+    assert config["registry-mirrors"] == ["http://127.0.0.1:5000"]
+    # With address pools and without live-restore, a restarted dockerd deletes docker0.
+    assert config["default-address-pools"] and config["live-restore"] is True
+
+
+def test_its_rules_cover_its_whole_range_and_are_added_and_removed_symmetrically():
+    layout = engines.EngineLayout(pool="10.9.0.0/16")
+    rules = engines.nat_rules(layout)
+    assert all("10.9.0.0/16" in rule for rule in rules)
+    for rule in rules:
+        added, removed = engines.iptables("-I", rule), engines.iptables("-D", rule)
+        assert added.argv[:3] == ("iptables", "-t", rule[0])
+        assert added.argv[4:] == removed.argv[4:]

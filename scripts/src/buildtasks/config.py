@@ -101,6 +101,8 @@ class LabConfig:
     suite: str = "bookworm"
     #: Base images to seed when no upstream registry is reachable.
     seed: tuple[str, ...] = ("python:3.11-slim", "ghcr.io/astral-sh/uv:0.13.9")
+    #: Also start a second engine with the classic (overlay2) image store.
+    classic_engine: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ _SIGN_KEYS = (
     "release-workflow",
     "release-refs",
 )
-_LAB_KEYS = ("registry", "suite", "seed")
+_LAB_KEYS = ("registry", "suite", "seed", "classic-engine")
 
 #: Environment variables and the top-level setting they override.
 ENV_VARS = {
@@ -389,6 +391,9 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
         registry=_str(lab_t.get("registry", LAB_REGISTRY), "tool.buildtasks.lab.registry"),
         suite=_str(lab_t.get("suite", "bookworm"), "tool.buildtasks.lab.suite"),
         seed=_str_list(lab_t.get("seed", list(LabConfig.seed)), "tool.buildtasks.lab.seed"),
+        classic_engine=_bool(
+            lab_t.get("classic-engine", False), "tool.buildtasks.lab.classic-engine"
+        ),
     )
     config = Config(
         root=root,

@@ -35,6 +35,8 @@ class State:
     seeded: dict[str, list[str]] = field(default_factory=dict)  # base ref -> platforms
     ca_cert: str = ""
     registry: str = ""
+    #: Engines lab.up started beside the main one: name -> DOCKER_HOST (`unix:///...`).
+    engines: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, home: Path) -> State:
@@ -52,6 +54,7 @@ class State:
             seeded={k: list(v) for k, v in data.get("seeded", {}).items()},
             ca_cert=data.get("ca_cert", ""),
             registry=data.get("registry", ""),
+            engines=dict(data.get("engines", {})),
         )
 
     def save(self, home: Path) -> None:

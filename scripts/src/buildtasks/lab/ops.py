@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, ToolNotFound
 from buildtasks.lab import plan
+from buildtasks.lab.engines import ClassicEngine
 from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_atomic, write_daemon_json
 from buildtasks.lab.probes import (
     apt_sources_text,
@@ -38,6 +38,7 @@ from buildtasks.lab.probes import (
     process_uid,
     read_text,
     spawn,
+    stop_pid,
     upstream_reachable,
     wait_for,
 )
@@ -64,6 +65,11 @@ class Lab:
     def registry(self) -> str:
         """The lab registry's address; refused unless it is a loopback one."""
         return plan.check_lab_registry(self.config.lab.registry)
+
+    @property
+    def classic(self) -> ClassicEngine:
+        """The second engine, with the classic image store (`lab.up --classic-engine`)."""
+        return ClassicEngine(self.runner, self.home)
 
     @property
     def seeder(self) -> Seeder:
@@ -431,7 +437,13 @@ class Lab:
 
     # -------------------------------------------------------------- up / down / status
 
-    def up(self, *, qemu: bool = False, platforms: Sequence[str] = ("linux/amd64",)) -> State:
+    def up(
+        self,
+        *,
+        qemu: bool = False,
+        platforms: Sequence[str] = ("linux/amd64",),
+        classic_engine: bool = False,
+    ) -> State:
         plan.check_lab_registry(self.config.lab.registry)  # before anything changes
         state = State.load(self.home)
         self.install(qemu=qemu)
@@ -440,6 +452,10 @@ class Lab:
         state.registry = self.registry
         self.start_engine(state, change=changed)
         self.prune_orphaned_bridges()
+        if classic_engine or self.config.lab.classic_engine:
+            if not is_root() and not self.runner.dry:
+                raise BuildtasksError("the classic-store engine needs root: rerun lab.up as root")
+            self.classic.up(state, mirror=plan.lab_mirror(self.registry))
         if qemu:
             self.ensure_qemu(("linux/amd64", "linux/arm64"))
         state.ca_cert = self.detect_ca()
@@ -454,19 +470,7 @@ class Lab:
         return state
 
     def _stop_pid(self, part: str, pid: int) -> None:
-        if not pid_alive(pid):
-            return
-        self.runner.say(f"+ kill -TERM {pid}  # {part}")
-        if self.runner.dry:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while pid_alive(pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.2)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, self.runner, part)
 
     def down(self, *, purge_apt: bool = False) -> None:
         """Take the lab's mirror out of the engine, stop what lab.up started, report the rest."""
@@ -478,6 +482,7 @@ class Lab:
             self.reload_engine(state, plan.lab_mirror(state.registry), listed=False)
         if not state.started:
             self.runner.say("lab: nothing to stop (lab.up started no process)")
+        self.classic.down(state)
         for part in ("dockerd", "registry"):
             if pid := state.started.pop(part, None):
                 self._stop_pid(part, pid)
@@ -639,6 +644,8 @@ class Lab:
                     f"stand-in for {', '.join(platforms)}" if platforms else "not seeded",
                 )
             )
+        if state.engines or self.config.lab.classic_engine:
+            rows.append(self.classic.status())
         arm = self.binfmt_enabled("arm64")
         rows.append(("qemu arm64", arm, "enabled" if arm else "off (lab.up --qemu enables it)"))
         ca = state.ca_cert or self.detect_ca()

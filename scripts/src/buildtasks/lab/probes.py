@@ -7,8 +7,10 @@ detached with `subprocess.Popen`; every other command goes through the `Runner`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as host_platform
+import signal
 import socket
 import subprocess
 import time
@@ -72,6 +74,23 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def stop_pid(pid: int, runner: Runner, what: str, *, grace: float = 30) -> None:
+    """SIGTERM a daemon the lab started, wait up to `grace` seconds, then SIGKILL it."""
+    if not pid_alive(pid):
+        return
+    runner.say(f"+ kill -TERM {pid}  # {what}")
+    if runner.dry:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def is_root() -> bool:

@@ -14,15 +14,21 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
     help={
         "qemu": "Also set up QEMU so foreign platforms (linux/arm64) build and run",
         "platform": "Platforms to seed base-image stand-ins for (default linux/amd64)",
+        "classic-engine": "Also start a second engine with the classic (overlay2) image store "
+        "(default: [tool.buildtasks.lab] classic-engine)",
     }
 )
 @errors_to_exit
-def up(c: Context, qemu: bool = False, platform: str = "linux/amd64") -> None:
+def up(
+    c: Context, qemu: bool = False, platform: str = "linux/amd64", classic_engine: bool = False
+) -> None:
     """Make this machine ready to build: engine, buildx, registry, base images."""
     from buildtasks.lab.ops import Lab
 
     platforms = parse_platforms(platform)
-    Lab(load_config(c), runner_for(c)).up(qemu=qemu, platforms=platforms)
+    Lab(load_config(c), runner_for(c)).up(
+        qemu=qemu, platforms=platforms, classic_engine=classic_engine
+    )
 
 
 @task
