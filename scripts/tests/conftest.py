@@ -59,7 +59,6 @@ def backend_image(lab, repo_root) -> BuiltImage:
     """The backend image, built once per session through `build_image` and pushed by digest."""
     from buildtasks import config as config_mod
     from buildtasks.build import BuildOptions, build_image
-    from buildtasks.push import push_by_digest
     from buildtasks.runner import Runner
 
     config = config_mod.load(repo_root, env={"BUILDTASKS_ARTIFACTS_DIR": artifacts()})
@@ -68,10 +67,9 @@ def backend_image(lab, repo_root) -> BuiltImage:
     outcome = build_image(
         config,
         config.image("backend"),
-        BuildOptions(name=name, tags=("itest",)),
+        BuildOptions(name=name, tags=("itest",), push=True),
         runner,
         env={},
         now=datetime.now(UTC),
     )
-    push_by_digest(outcome.digest, outcome.tags, runner)
-    return BuiltImage(outcome.digest, name, "itest")
+    return BuiltImage(outcome.registry_digest, name, "itest")

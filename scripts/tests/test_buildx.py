@@ -62,7 +62,13 @@ def test_default_build_loads_one_platform_with_auto_progress():
             {"progress": "plain"}, ("--progress", "plain"), (), id="verbose-plain-progress"
         ),
         pytest.param(
-            {"push": True, "load": False}, ("--push",), ("--load",), id="push-without-load"
+            {"push_by_digest": ("reg/a", "reg/b"), "load": False},
+            (
+                "--output",
+                'type=image,"name=reg/a,reg/b",push-by-digest=true,name-canonical=true,push=true',
+            ),
+            ("--load", "--push"),
+            id="builder-pushes-by-digest-untagged",
         ),
         pytest.param(
             {"platforms": ("linux/amd64", "linux/arm64")},
@@ -170,15 +176,38 @@ def test_by_digest(name, expected):
 
 
 @pytest.mark.parametrize(
-    ("inspect", "info", "expected"),
+    ("inspect", "info", "capable", "store", "pushes_itself"),
     [
-        ("Driver:        docker\n", '[["driver-type","io.containerd.snapshotter.v1"]]', True),
-        ("Driver:        docker\n", '[["Backing Filesystem","extfs"]]', False),
-        ("Driver:        docker-container\n", "", True),
+        pytest.param(
+            "Driver:        docker\n",
+            '[["driver-type","io.containerd.snapshotter.v1"]]',
+            True,
+            "containerd",
+            False,
+            id="docker-containerd-store",
+        ),
+        pytest.param(
+            "Driver:        docker\n",
+            '[["Backing Filesystem","extfs"]]',
+            False,
+            "classic",
+            False,
+            id="docker-classic-store",
+        ),
+        pytest.param(
+            "Driver:        docker-container\n", "", True, "", True, id="docker-container"
+        ),
     ],
 )
-def test_cache_export_and_attestations_follow_the_driver(inspect, info, expected):
-    assert buildx.parse_builder(inspect, info).capable is expected
+def test_what_the_builder_can_do_follows_its_driver_and_image_store(
+    inspect, info, capable, store, pushes_itself
+):
+    builder = buildx.parse_builder(inspect, info)
+    assert (builder.capable, builder.store, builder.pushes_itself) == (
+        capable,
+        store,
+        pushes_itself,
+    )
 
 
 INSPECT = """Name:          default

@@ -50,7 +50,7 @@ def option(argv: list[str], name: str) -> list[str]:
     return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == name]
 
 
-def test_build_runs_one_buildx_build_with_the_flags_asked_for(capsys):
+def test_build_runs_one_buildx_build_then_pushes_by_digest_and_tags_in_the_registry(capsys):
     c = dry()
     with c.cd(ROOT):
         docker.build(
@@ -64,15 +64,22 @@ def test_build_runs_one_buildx_build_with_the_flags_asked_for(capsys):
             push=True,
         )
     out, err = capsys.readouterr()
-    (build,) = commands(err)
+    build, save, push, tag = commands(err)
     assert build[:3] == ["docker", "buildx", "build"]
     assert option(build, "--tag") == ["127.0.0.1:5000/t/app:one", "127.0.0.1:5000/t/app:two"]
     assert option(build, "--platform") == ["linux/amd64,linux/arm64"]
     assert "EXTRA=1" in option(build, "--build-arg")
     assert "UV_NO_CACHE=1" in option(build, "--build-arg")
-    assert {"--no-cache", "--pull", "--push"} <= set(build)
-    assert "--load" not in build
+    assert {"--no-cache", "--pull", "--load"} <= set(build)
+    # The docker driver cannot push by digest: the engine's image is exported and pushed
+    # untagged, then the tags are made in the registry from that digest, never re-tagged locally.
+    assert "--push" not in build
     assert build[-1] == str(ROOT)
+    assert save[:3] == ["docker", "image", "save"]
+    assert push[0:2] == ["crane", "push"] and push[3].startswith("127.0.0.1:5000/t/app@sha256:")
+    assert tag[:5] == ["docker", "buildx", "imagetools", "create", "--prefer-index=false"]
+    assert option(tag, "--tag") == option(build, "--tag")
+    assert tag[-1] == push[3]
     assert out.startswith("backend: sha256:")
 
 
@@ -114,7 +121,9 @@ def _record(artifacts: Path, tags: list[str]) -> None:
     )
 
 
-def test_push_points_each_recorded_tag_at_the_digest_then_pushes_it(tmp_path, monkeypatch, capsys):
+def test_push_sends_the_recorded_digest_untagged_then_tags_it_in_the_registry(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("BUILDTASKS_ARTIFACTS_DIR", str(tmp_path))
     tags = ["127.0.0.1:5000/t/app:a", "127.0.0.1:5000/t/app:b"]
     _record(tmp_path, tags)
@@ -122,13 +131,37 @@ def test_push_points_each_recorded_tag_at_the_digest_then_pushes_it(tmp_path, mo
     with c.cd(ROOT):
         docker.push(c, image="backend")
     out, err = capsys.readouterr()
-    assert commands(err) == [
-        ["docker", "image", "tag", DIGEST, tags[0]],
-        ["docker", "image", "push", "--quiet", tags[0]],
-        ["docker", "image", "tag", DIGEST, tags[1]],
-        ["docker", "image", "push", "--quiet", tags[1]],
-    ]
+    (save, push, tag) = commands(err)
+    assert save[:3] == ["docker", "image", "save"] and save[-1] == DIGEST
+    assert push[0:2] == ["crane", "push"] and push[3] == f"127.0.0.1:5000/t/app@{DIGEST}"
+    assert tag == [
+        "docker", "buildx", "imagetools", "create", "--prefer-index=false",
+        "--tag", tags[0], "--tag", tags[1], f"127.0.0.1:5000/t/app@{DIGEST}",
+    ]  # fmt: skip
     assert f"would push {tags[1]}" in out
+
+
+def test_push_of_a_digest_already_in_the_registry_only_applies_the_tags(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("BUILDTASKS_ARTIFACTS_DIR", str(tmp_path))
+    tags = ["127.0.0.1:5000/t/app:a"]
+    served = "sha256:" + "cd" * 32
+    out_dir = tmp_path / "backend"
+    out_dir.mkdir()
+    (out_dir / "metadata.json").write_text(
+        json.dumps(
+            {
+                "containerimage.digest": DIGEST,
+                "buildtasks": {"tags": tags, "pushed": True, "registry_digest": served},
+            }
+        )
+    )
+    c = dry()
+    with c.cd(ROOT):
+        docker.push(c, image="backend")
+    (tag,) = commands(capsys.readouterr().err)
+    assert tag[-1] == f"127.0.0.1:5000/t/app@{served}"
 
 
 def test_push_without_a_build_record_says_to_build_first(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support.lab import ROOT, artifacts, invoke, unique_repo
+from support.lab import ROOT, artifacts, cosign_key_pair, invoke, unique_repo
 from support.vulndb import write_db
 
 from buildtasks import platforms, reports, scan, trivy
@@ -378,8 +378,7 @@ def test_a_ghcr_build_on_stand_ins_is_refused_before_anything_is_pushed(lab):
 def test_sign_and_attest_refuse_without_a_gate_and_files_naming_no_digest(lab, tmp_path):
     name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/monorepo"
     env = {"COSIGN_PASSWORD": "", "GITHUB_ACTIONS": "", "TRIVY_CACHE_DIR": str(tmp_path / "t")}
-    subprocess.run(["cosign", "generate-key-pair"], cwd=tmp_path, env={**env, "PATH": "/usr/bin:/bin"},
-                   check=True, capture_output=True)  # fmt: skip
+    cosign_key_pair(tmp_path)
     key = str(tmp_path / "cosign.key")
     assert (
         invoke(

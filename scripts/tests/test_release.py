@@ -9,20 +9,14 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from support.lab import invoke
+from support.lab import STORES, cosign_key_pair, engine_env, invoke
 from support.vulndb import write_db
 
 
 @pytest.fixture
 def release_env(tmp_path, lab):
     """A throwaway namespace, a cosign key pair and the fixture vulnerability DB."""
-    subprocess.run(
-        ["cosign", "generate-key-pair"],
-        cwd=tmp_path,
-        env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin:/bin"},
-        check=True,
-        capture_output=True,
-    )
+    cosign_key_pair(tmp_path)
     write_db(tmp_path / "trivy", now=datetime.now(UTC))
     namespace = f"{lab}/itest-{uuid.uuid4().hex[:10]}"
     env = {
@@ -36,29 +30,38 @@ def release_env(tmp_path, lab):
 
 
 @pytest.mark.lab
-def test_a_failing_scan_gate_stops_the_chain_before_anything_is_pushed(release_env):
+def test_a_failing_scan_gate_stops_the_chain_before_any_tag_or_signature(release_env):
     namespace, env, _ = release_env
     result = invoke("docker.release", "--image", "backend", "--skip-tests", env=env)
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "scan gate failed for backend" in last and "CVE-2099-0001" in last
-    assert last.endswith("release stopped before push; nothing was pushed")
-    listing = subprocess.run(
-        ["crane", "ls", f"{namespace}/monorepo"], capture_output=True, check=False
-    )
-    assert listing.returncode != 0, "the registry shows tags although the gate failed"
-    assert "==> backend: push" not in result.stderr
+    # The gates read the untagged push: it is named, for cleanup; no tag points at it.
+    assert "release stopped before tagging and signing; left untagged for cleanup: " in last
+    left = last.split("left untagged for cleanup: ")[1].split()[0]
+    assert left.startswith(f"{namespace}/monorepo@sha256:")
+    assert subprocess.run(["crane", "manifest", left], capture_output=True).returncode == 0
+    assert _nothing_in(f"{namespace}/monorepo"), "the registry shows tags although the gate failed"
+    assert "==> backend: sign" not in result.stderr
 
 
 @pytest.mark.lab
-def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_env):
+@pytest.mark.parametrize("store", STORES)
+def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_env, store):
     namespace, env, tmp_path = release_env
+    env = {**env, **engine_env(store)}
     ignore = tmp_path / ".trivyignore"
     ignore.write_text("CVE-2099-0001\nCVE-2099-0002\nCVE-2099-0004\n")
     result = invoke("docker.release", "--image", "backend", "--ignorefile", str(ignore), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     digest = result.stdout.split("backend: ")[1].split()[0]
-    assert f"image tests on {digest[:19]}" in result.stderr
+    # The classic store knows the image by its config digest; the registry serves a manifest
+    # of that config. Either way the tags lead to exactly the image the tests ran.
+    tested = digest
+    if store == "classic":
+        tested = result.stdout.split("tested image: ")[1].split()[0]
+        assert tested != digest
+    assert f"image tests on {tested[:19]}" in result.stderr
     for step in (
         "image tests passed",
         "scan gate passed",
@@ -71,14 +74,18 @@ def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_
     tags = subprocess.run(
         ["crane", "ls", repo], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert tags and all(
-        subprocess.run(
-            ["crane", "digest", f"{repo}:{t}"], capture_output=True, text=True, check=True
+    tags = [t for t in tags if not t.startswith("sha256-")]
+    assert tags
+    for tag in tags:
+        served = subprocess.run(
+            ["crane", "digest", f"{repo}:{tag}"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        == digest
-        for t in tags
-        if not t.startswith("sha256-")
-    )
+        assert served == digest, tag
+    if store == "classic":
+        manifest = subprocess.run(
+            ["crane", "manifest", f"{repo}@{digest}"], capture_output=True, text=True, check=True
+        ).stdout
+        assert json.loads(manifest)["config"]["digest"] == tested
     verify = subprocess.run(
         [
             "cosign",
@@ -124,8 +131,9 @@ def test_no_push_runs_the_gates_and_publishes_nothing(release_env):
 
 
 def _nothing_in(repo: str) -> bool:
-    listing = subprocess.run(["crane", "ls", repo], capture_output=True, check=False)
-    return listing.returncode != 0
+    """Whether `repo` has no tag (the registry knows no such repository, or lists no tag)."""
+    listing = subprocess.run(["crane", "ls", repo], capture_output=True, text=True, check=False)
+    return listing.returncode != 0 or not listing.stdout.split()
 
 
 @pytest.mark.lab
@@ -146,16 +154,7 @@ def test_a_release_that_could_not_sign_pushes_nothing(release_env, setup, messag
     if setup == "missing":
         env["BUILDTASKS_COSIGN_KEY"] = str(tmp_path / "absent.key")
     elif setup in ("no-password", "wrong-password"):
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        subprocess.run(
-            ["cosign", "generate-key-pair"],
-            cwd=locked,
-            env={"COSIGN_PASSWORD": "right", "PATH": "/usr/bin:/bin"},
-            check=True,
-            capture_output=True,
-        )
-        env["BUILDTASKS_COSIGN_KEY"] = str(locked / "cosign.key")
+        env["BUILDTASKS_COSIGN_KEY"] = str(cosign_key_pair(tmp_path / "locked", "right"))
         if setup == "no-password":
             env.pop("COSIGN_PASSWORD")
         else:

@@ -4,27 +4,19 @@ build → push → scan → sbom → sign → attest → verify, all on the dige
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.lab import artifacts, invoke
+from support.lab import artifacts, cosign_key_pair, invoke
 from support.vulndb import write_db
 
 
 @pytest.mark.lab
 def test_each_task_works_on_the_digest_of_the_last_build(tmp_path, lab):
     for pair in ("good", "other"):
-        (tmp_path / pair).mkdir()
-        subprocess.run(
-            ["cosign", "generate-key-pair"],
-            cwd=tmp_path / pair,
-            env={"COSIGN_PASSWORD": "", "PATH": "/usr/bin:/bin"},
-            check=True,
-            capture_output=True,
-        )
+        cosign_key_pair(tmp_path / pair)
     write_db(tmp_path / "trivy", now=datetime.now(UTC))
     name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/monorepo"
     env = {"COSIGN_PASSWORD": "", "TRIVY_CACHE_DIR": str(tmp_path / "trivy"), "GITHUB_ACTIONS": ""}

@@ -11,13 +11,15 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from buildtasks import buildx, labstate, record
+from buildtasks import push as push_mod
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
+from buildtasks.push import DRY_DIGEST, repositories
 from buildtasks.refs import by_digest
 from buildtasks.runner import Runner
 
@@ -34,6 +36,8 @@ class BuildOptions:
     build_args: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     push: bool = False
+    #: Push untagged, by digest, and record the digest for `docker.merge` (implies push).
+    push_by_digest: bool = False
     load: bool | None = None
     no_cache: bool = False
     verbose: bool = False
@@ -55,11 +59,16 @@ class BuildOutcome:
     loaded: bool
     #: The lab stand-ins this build used as bases.
     stand_ins: tuple[str, ...] = ()
+    #: What the registry serves once pushed ('' when not pushed; differs from `digest` only
+    #: on the classic image store, where `digest` is the engine's image id).
+    registry_digest: str = ""
+    #: Whether the tags were applied in the registry.
+    tagged: bool = False
 
     @property
     def ref(self) -> str:
         """The image by digest, e.g. `127.0.0.1:5000/monorepo@sha256:...`."""
-        return by_digest(self.tags[0], self.digest)
+        return by_digest(self.tags[0], self.registry_digest or self.digest)
 
 
 #: Build args that turn off a package manager's cache mount; set by --no-cache when declared.
@@ -250,9 +259,12 @@ def build_image(
         runner.say(f"note: {meta.note}")
     for warning in meta.warnings:
         runner.say(f"warning: {warning}")
-    load = (not options.push) if options.load is None else options.load
+    push = options.push or options.push_by_digest
     state = lab_state if lab_state is not None else labstate.read(env)
     builder = current_builder(runner)
+    # The docker driver always loads: its image is pushed from the engine's store. A builder
+    # that pushes by itself loads only when asked (or when nothing is pushed).
+    load = (not push if options.load is None else options.load) if builder.pushes_itself else True
     require_platforms(builder, platforms)
     require_stand_ins(state, dockerfile_text, platforms)
     stand_ins = labstate.stand_ins_used(dockerfile_text, state)
@@ -265,7 +277,7 @@ def build_image(
             image.key,
             "push",
             stand_ins,
-            tags if options.push else (),
+            tags if push else (),
             lab_registry=config.lab.registry,
             allow=options.allow_stand_ins,
         )
@@ -285,12 +297,17 @@ def build_image(
     provenance, note = buildx.provenance_for(options.provenance, builder.capable)
     if note:
         runner.say(note)
-    out = record.metadata_path(config, image)
+    out = (
+        record.platform_metadata_path(config, image, platforms)
+        if options.push_by_digest
+        else record.metadata_path(config, image)
+    )
+    repos = repositories(tags)
     request = buildx.BuildRequest(
         tags=tags,
         platforms=platforms,
         metadata_file=str(out),
-        push=options.push,
+        push_by_digest=repos if push and builder.pushes_itself else (),
         load=load,
         progress="plain" if options.verbose else "auto",
         no_cache=options.no_cache,
@@ -307,11 +324,90 @@ def build_image(
         out.unlink(missing_ok=True)
     runner.run(buildx.buildx_build(image, request, root=config.root))
     if runner.dry:
-        return BuildOutcome(
-            image, "sha256:" + "0" * 64, tags, out, platforms, options.push, load, stand_ins
+        digest = DRY_DIGEST
+    else:
+        if cache:
+            prune_cache(Path(cache.dest))
+        digest = record.read_metadata(out).digest
+        record.add_facts(
+            out,
+            tags=tags,
+            platforms=platforms,
+            pushed=False,
+            stand_ins=stand_ins,
+            store=builder.store,
+            revision=meta.revision,
         )
-    if cache:
-        prune_cache(Path(cache.dest))
-    result = record.read_metadata(out)
-    record.add_facts(out, tags=tags, platforms=platforms, pushed=options.push, stand_ins=stand_ins)
-    return BuildOutcome(image, result.digest, tags, out, platforms, options.push, load, stand_ins)
+    outcome = BuildOutcome(image, digest, tags, out, platforms, push, load, stand_ins)
+    if push:
+        outcome = publish_build(
+            config,
+            outcome,
+            runner,
+            tag=not options.push_by_digest,
+            pushed_by_builder=builder.pushes_itself,
+        )
+    if options.push_by_digest and not runner.dry:
+        record.write_platform_digest(
+            config,
+            image,
+            platforms,
+            {
+                "digest": outcome.registry_digest,
+                "repositories": list(repos),
+                "tags": list(tags),
+                "revision": meta.revision,
+                "stand_ins": list(stand_ins),
+            },
+        )
+    return outcome
+
+
+def publish_build(
+    config: Config,
+    outcome: BuildOutcome,
+    runner: Runner,
+    *,
+    tag: bool,
+    pushed_by_builder: bool = False,
+) -> BuildOutcome:
+    """Push a build untagged by digest (unless its builder did, or it is already pushed), then
+    apply its tags.
+
+    The record learns the registry digest as soon as it is pushed, and `tagged` only once
+    every tag serves it: a failure in between leaves a record that says what is true.
+    """
+    digest = outcome.registry_digest or outcome.digest
+    if not pushed_by_builder and not outcome.registry_digest:
+        digest = push_mod.push_untagged(
+            outcome.digest,
+            repositories(outcome.tags),
+            runner,
+            workdir=config.artifacts_path(outcome.image) / f"export.{os.getpid()}",
+        )
+    if not runner.dry:
+        record.add_facts(outcome.metadata_file, pushed=True, registry_digest=digest)
+    outcome = replace(outcome, registry_digest=digest, pushed=True)
+    if not tag:
+        return outcome
+    push_mod.apply_tags(digest, outcome.tags, runner)
+    if not runner.dry:
+        record.add_facts(outcome.metadata_file, tagged=True)
+    return replace(outcome, tagged=True)
+
+
+def recorded_outcome(config: Config, image: ImageSpec) -> BuildOutcome:
+    """The last build of `image` as an outcome, from its record (for `docker.push`)."""
+    recorded = record.read_recorded(config, image)
+    return BuildOutcome(
+        image,
+        recorded.digest,
+        recorded.tags,
+        record.metadata_path(config, image),
+        recorded.platforms,
+        pushed=bool(recorded.registry_digest),
+        loaded=True,
+        stand_ins=recorded.stand_ins,
+        registry_digest=recorded.registry_digest,
+        tagged=recorded.tagged,
+    )

@@ -27,7 +27,10 @@ class BuildRequest:
     tags: tuple[str, ...]
     platforms: tuple[str, ...]
     metadata_file: str
-    push: bool = False
+    #: Repositories a builder that pushes by itself (`docker-container`, `remote`) pushes the
+    #: image to, untagged, by digest. Empty with the `docker` driver: its image is exported
+    #: from the engine and pushed by `push.push_untagged` instead.
+    push_by_digest: tuple[str, ...] = ()
     load: bool = True
     progress: str = "auto"
     no_cache: bool = False
@@ -70,8 +73,12 @@ def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Comm
         argv += ["--cache-to", f"type=local,dest={request.cache.dest},mode=max"]
     if request.provenance is not None:
         argv += [f"--provenance={request.provenance}"]
-    if request.push:
-        argv += ["--push"]
+    if request.push_by_digest:
+        names = ",".join(request.push_by_digest)
+        argv += [
+            "--output",
+            f'type=image,"name={names}",push-by-digest=true,name-canonical=true,push=true',
+        ]
     if request.load:
         argv += ["--load"]
     argv.append(str(root / image.context))
@@ -112,6 +119,14 @@ class Builder:
     #: Exports caches and attaches attestations: a container/remote driver, or the docker
     #: driver with the containerd image store.
     capable: bool
+    #: The engine's image store behind a `docker` driver: "containerd" or "classic"
+    #: ("" for drivers that keep their own store).
+    store: str = ""
+
+    @property
+    def pushes_itself(self) -> bool:
+        """Whether buildx can push by digest itself (not the `docker` driver: measured refusal)."""
+        return bool(self.driver) and self.driver != "docker"
 
     def lacks(self, requested: Sequence[str]) -> tuple[str, ...]:
         """The requested platforms this builder cannot build (none when it lists none)."""
@@ -131,10 +146,10 @@ def parse_builder(inspect_output: str, info_driver_status: str) -> Builder:
             driver = value.strip()
         elif key == "platforms":
             platforms += [p.strip().rstrip("*") for p in value.split(",") if p.strip()]
-    capable = bool(driver and driver != "docker") or (
-        "io.containerd.snapshotter" in info_driver_status
-    )
-    return Builder(driver, tuple(dict.fromkeys(platforms)), capable)
+    containerd = "io.containerd.snapshotter" in info_driver_status
+    capable = bool(driver and driver != "docker") or containerd
+    store = ("containerd" if containerd else "classic") if driver == "docker" else ""
+    return Builder(driver, tuple(dict.fromkeys(platforms)), capable, store)
 
 
 PROVENANCE_UNSUPPORTED = (

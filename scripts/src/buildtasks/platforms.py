@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError
-from buildtasks.push import inspect_raw_command
+from buildtasks.push import inspect_raw_command, save_command
 from buildtasks.refs import by_digest, require_digest
 from buildtasks.runner import Runner
 
@@ -88,14 +87,6 @@ def empty_dir(path: Path) -> str:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return str(path)
-
-
-def save_image(image_id: str, dest: Path) -> Command:
-    """Return the `docker save` of an image (every platform the engine holds) to a tar."""
-    return Command(
-        ("docker", "image", "save", "--output", str(dest), image_id),
-        hint="is the image in the engine? build it with --load",
-    )
 
 
 def remote_targets(ref: str, runner: Runner) -> list[Target]:
@@ -169,7 +160,7 @@ def local_targets(
         return [Target(platforms[0] if len(platforms) == 1 else "", digest, str(parsed))]
     empty_dir(workdir)
     tarball = workdir / "image.tar"
-    runner.run(save_image(digest, tarball), capture=True)
+    runner.run(save_command(digest, tarball), capture=True)
     layout = workdir / "layout"
     layout.mkdir()
     with tarfile.open(tarball) as archive:

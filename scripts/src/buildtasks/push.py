@@ -1,31 +1,78 @@
-"""Push a built image by digest: every computed tag, then prove the registry serves that digest.
+"""Distribute by digest: push an image untagged, then apply its tags in the registry.
 
-The source of truth is the digest recorded by the build. Each tag is pointed at exactly that
-digest in the engine's image store before it is pushed, so a tag that meanwhile moved to
-another build is never published. After pushing, each tag is read back from the registry and
-its manifest digest compared; any mismatch or failure is an error that says which tags made it.
+The digest the build recorded is the one thing every step works on, and the registry is where
+tags are made:
+
+1. **Push untagged, by digest.** The image is exported from the engine with `docker save` and
+   pushed with `crane push <export> <repo>@<digest>`. No tag exists yet, so nothing a user
+   pulls can see it. The export tells the two image stores apart:
+
+   * containerd store: the export's index names the very manifest (or index) the build
+     recorded, so that digest is pushed as is;
+   * classic (overlay2) store: the engine only knows the config digest (its image id); crane
+     computes the manifest it pushes (`crane digest --tarball`), and the push is checked to
+     serve a manifest whose config is the image that was built and tested.
+
+   A builder that pushes by itself (`docker-container`, `remote`) does this step in the build
+   (`push-by-digest=true`).
+2. **Tag in the registry.** `docker buildx imagetools create --prefer-index=false --tag ...
+   <repo>@<digest>` copies that exact manifest to every tag in one operation: never a re-tag of
+   an engine image followed by a push, which could publish whatever the tag meanwhile names.
+3. **Prove it.** Each tag is read back and its manifest digest compared; a failure says which
+   tags serve the digest and which do not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError, CommandFailed, RegistryUnavailable
-from buildtasks.refs import registry_error
+from buildtasks.refs import by_digest, registry_error, repository
 from buildtasks.runner import Runner
 
-
-def tag_command(digest: str, ref: str) -> Command:
-    """Point `ref` at the image whose id is `digest` in the engine's image store."""
-    return Command(("docker", "image", "tag", digest, ref))
+#: The digest dry runs print where a real run would compute one.
+DRY_DIGEST = "sha256:" + "0" * 64
 
 
-def push_command(ref: str) -> Command:
-    return Command(("docker", "image", "push", "--quiet", ref))
+def save_command(image_id: str, dest: Path) -> Command:
+    """Return the `docker save` of an image (every platform the engine holds) to a tar."""
+    return Command(
+        ("docker", "image", "save", "--output", str(dest), image_id),
+        hint="is the image in the engine? build it with `uv run invoke docker.build`",
+    )
+
+
+def crane_push_command(source: Path, ref: str) -> Command:
+    """Push an OCI layout directory or a `docker save` tarball to `ref` (`repo@sha256:...`)."""
+    return Command(
+        ("crane", "push", str(source), ref), hint="is the registry up and are you logged in?"
+    )
+
+
+def crane_digest_command(tarball: Path) -> Command:
+    """The manifest digest crane will push for a `docker save` tarball (classic store)."""
+    return Command(("crane", "digest", "--tarball", str(tarball)))
+
+
+def tag_command(source: str, tags: Sequence[str]) -> Command:
+    """Copy the manifest `source` (`repo@sha256:...`) to every one of `tags`, digest unchanged.
+
+    `--prefer-index=false` makes a single manifest a carbon copy instead of wrapping it in a
+    new index; an index is always copied as is.
+    """
+    argv = ["docker", "buildx", "imagetools", "create", "--prefer-index=false"]
+    for tag in tags:
+        argv += ["--tag", tag]
+    argv.append(source)
+    return Command(tuple(argv), hint="is the registry up and are you logged in?")
 
 
 def inspect_raw_command(ref: str) -> Command:
@@ -38,52 +85,168 @@ def manifest_digest(raw: str) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+def repositories(refs: Sequence[str]) -> tuple[str, ...]:
+    """The distinct repositories `refs` name, in order (`reg/app:1`, `reg/app:2` → `reg/app`)."""
+    return tuple(dict.fromkeys(repository(ref) for ref in refs))
+
+
+@dataclass(frozen=True)
+class Export:
+    """An image exported from the engine, ready for `crane push`."""
+
+    path: Path
+    #: The manifest digest the registry will serve for it.
+    digest: str
+    #: True for the containerd store (an OCI layout naming the built digest).
+    same_digest: bool
+
+
+def export_index_digest(tarball: Path) -> str:
+    """The digest the single entry of a `docker save` tarball's `index.json` names ('' if none)."""
+    with tarfile.open(tarball) as archive:
+        try:
+            member = archive.extractfile("index.json")
+        except KeyError:
+            return ""
+        if member is None:
+            return ""
+        entries = json.loads(member.read()).get("manifests") or []
+    return str(entries[0].get("digest", "")) if len(entries) == 1 else ""
+
+
+def export_image(image_id: str, workdir: Path, runner: Runner) -> Export:
+    """Export `image_id` from the engine into `workdir` as what `crane push` should send."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    tarball = workdir / "image.tar"
+    runner.run(save_command(image_id, tarball), capture=True)
+    if runner.dry:
+        return Export(workdir / "layout", image_id, True)
+    if export_index_digest(tarball) == image_id:
+        layout = workdir / "layout"
+        with tarfile.open(tarball) as archive:
+            archive.extractall(layout, filter="data")
+        tarball.unlink()
+        return Export(layout, image_id, True)
+    digest = runner.run(crane_digest_command(tarball), capture=True).stdout.strip()
+    if not digest.startswith("sha256:"):
+        raise BuildtasksError(f"crane digest --tarball printed {digest!r}, not a digest")
+    return Export(tarball, digest, False)
+
+
+def served_digest(ref: str, runner: Runner) -> str:
+    """The digest the registry serves for `ref` ('' when it serves nothing)."""
+    result = runner.run(inspect_raw_command(ref), capture=True, check=False, quiet=True)
+    return manifest_digest(result.stdout) if result.ok else ""
+
+
+def _config_digest(ref: str, runner: Runner) -> str:
+    raw = runner.run(inspect_raw_command(ref), capture=True, quiet=True).stdout
+    config = json.loads(raw).get("config") or {}
+    return str(config.get("digest", ""))
+
+
+def _push_error(ref: str, exc: CommandFailed) -> BuildtasksError:
+    return registry_error(ref, str(exc), action="push to") or exc
+
+
+def require_in_engine(image_id: str, runner: Runner) -> None:
+    """Fail naming the fix when the engine's image store has no image `image_id`."""
+    if runner.dry:
+        return
+    try:
+        runner.output(image_inspect(image_id, "{{.Id}}"))
+    except CommandFailed:
+        raise BuildtasksError(
+            f"image {image_id[:19]} is not in the engine's image store: rebuild it with "
+            "`uv run invoke docker.build`"
+        ) from None
+
+
+def push_untagged(image_id: str, repos: Sequence[str], runner: Runner, *, workdir: Path) -> str:
+    """Push the engine's image `image_id` to each of `repos` by digest, untagged.
+
+    Returns the digest the registry serves (the build's digest on the containerd store; the
+    manifest crane made, whose config is `image_id`, on the classic store).
+    """
+    if not repos:
+        raise BuildtasksError("nothing to push: the build recorded no image name; pass --name")
+    require_in_engine(image_id, runner)
+    try:
+        exported = export_image(image_id, workdir, runner)
+        for repo in repos:
+            ref = f"{repo}@{exported.digest}"
+            try:
+                runner.run(crane_push_command(exported.path, ref), capture=True)
+            except CommandFailed as exc:
+                raise _push_error(ref, exc) from None
+    finally:
+        if not runner.dry:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if runner.dry:
+        return image_id
+    for repo in repos:
+        ref = f"{repo}@{exported.digest}"
+        if served_digest(ref, runner) != exported.digest:
+            raise BuildtasksError(f"the registry does not serve {ref} after pushing it")
+        if not exported.same_digest and _config_digest(ref, runner) != image_id:
+            raise BuildtasksError(
+                f"{ref} is not the built image {image_id[:19]} (its config differs): "
+                "rebuild and push again"
+            )
+    return exported.digest
+
+
 @dataclass(frozen=True)
 class PushReport:
     digest: str
     pushed: tuple[str, ...]
 
 
-def push_by_digest(digest: str, tags: Sequence[str], runner: Runner) -> PushReport:
-    """Push `tags`, all pointing at `digest`, and verify the registry serves `digest` for each.
+def apply_tags(digest: str, tags: Sequence[str], runner: Runner) -> PushReport:
+    """Point every one of `tags` at `digest`, already in the registry, and prove it.
 
-    Raises `RegistryUnavailable` (down, not logged in) or `BuildtasksError` (digest mismatch),
-    naming the tags that were already pushed when a later one fails.
+    Raises `RegistryUnavailable` (down, not logged in) or `BuildtasksError`, naming the tags
+    that serve the digest and those that do not when only some made it.
     """
     if not tags:
         raise BuildtasksError(
             "nothing to push: the build recorded no tags; pass --tag to docker.build"
         )
-    if not runner.dry:
-        try:
-            runner.output(image_inspect(digest, "{{.Id}}"))
-        except CommandFailed:
-            raise BuildtasksError(
-                f"image {digest[:19]} is not in the engine's image store: rebuild it with "
-                "`uv run invoke docker.build` (loaded, not --push only)"
-            ) from None
-    pushed: list[str] = []
-    for ref in tags:
-        try:
-            runner.run(tag_command(digest, ref), capture=True)
-            runner.run(push_command(ref), capture=True)
-        except CommandFailed as exc:
-            error: BuildtasksError = registry_error(ref, str(exc), action="push to") or exc
-            if pushed:
-                rest = ", ".join(t for t in tags if t not in pushed)
-                cls = (
-                    RegistryUnavailable
-                    if isinstance(error, RegistryUnavailable)
-                    else BuildtasksError
-                )
-                error = cls(
-                    f"{error} (already pushed: {', '.join(pushed)}; not pushed: {rest})",
-                    exit_code=error.exit_code,
-                )
-            raise error from None
-        pushed.append(ref)
+    source = by_digest(tags[0], digest)
+    try:
+        runner.run(tag_command(source, tags), capture=True)
+    except CommandFailed as exc:
+        error = _push_error(tags[0], exc)
+        made = [t for t in tags if served_digest(t, runner) == digest]
+        if made:
+            rest = ", ".join(t for t in tags if t not in made)
+            cls = RegistryUnavailable if isinstance(error, RegistryUnavailable) else BuildtasksError
+            error = cls(
+                f"{error} (tagged: {', '.join(made)}; not tagged: {rest})",
+                exit_code=error.exit_code,
+            )
+        raise error from None
     verify_pushed(digest, tags, runner)
-    return PushReport(digest, tuple(pushed))
+    return PushReport(digest, tuple(tags))
+
+
+def push_by_digest(
+    image_id: str,
+    tags: Sequence[str],
+    runner: Runner,
+    *,
+    workdir: Path,
+    registry_digest: str = "",
+) -> PushReport:
+    """Push the engine's `image_id` untagged (unless `registry_digest` says it is there), then tag."""
+    if not tags:
+        raise BuildtasksError(
+            "nothing to push: the build recorded no tags; pass --tag to docker.build"
+        )
+    digest = registry_digest or push_untagged(image_id, repositories(tags), runner, workdir=workdir)
+    return apply_tags(digest, tags, runner)
 
 
 def verify_pushed(digest: str, tags: Sequence[str], runner: Runner) -> None:

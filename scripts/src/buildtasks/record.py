@@ -15,12 +15,47 @@ from pathlib import Path
 
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.files import write_atomic
 from buildtasks.refs import by_digest, is_local_registry, registry_of, require_digest
 
 
 def metadata_path(config: Config, image: ImageSpec) -> Path:
     """Where the build record of `image` is written."""
     return config.artifacts_path(image) / "metadata.json"
+
+
+def platforms_slug(platforms: Sequence[str]) -> str:
+    """`linux/amd64`, `linux/arm64` → `linux-amd64+linux-arm64`: platforms as a file name."""
+    return "+".join(p.replace("/", "-") for p in platforms)
+
+
+def platform_metadata_path(config: Config, image: ImageSpec, platforms: Sequence[str]) -> Path:
+    """Where a per-platform build (`--push-by-digest`) writes its buildx metadata.
+
+    Apart from the image's own record, so builds of other platforms can run at the same time
+    in the same checkout.
+    """
+    return config.artifacts_path(image) / "platforms" / platforms_slug(platforms) / "metadata.json"
+
+
+def digests_dir(config: Config, image: ImageSpec) -> Path:
+    """The folder of per-platform digests `docker.merge` reads (CI jobs pass it around)."""
+    return config.artifacts_path(image) / "digests"
+
+
+def write_platform_digest(
+    config: Config, image: ImageSpec, platforms: Sequence[str], facts: Mapping[str, object]
+) -> Path:
+    """Record a per-platform push for `docker.merge`: digest, repositories, commit."""
+    path = digests_dir(config, image) / f"{platforms_slug(platforms)}.json"
+    write_json(path, {"image": image.key, "platforms": list(platforms), **facts})
+    return path
+
+
+def read_facts(path: Path) -> Mapping[str, object]:
+    """The `buildtasks` section a build added to its metadata file ({} when none)."""
+    facts = _load(path).get("buildtasks")
+    return facts if isinstance(facts, Mapping) else {}
 
 
 @dataclass(frozen=True)
@@ -66,10 +101,22 @@ def parse_metadata(data: Mapping[str, object], where: str = "metadata") -> Build
 
 
 def add_facts(path: Path, **facts: object) -> None:
-    """Add what the build asked for (tags, platforms, pushed) to its metadata file."""
+    """Add what the build asked for (tags, platforms, pushed) to its metadata file.
+
+    Facts already recorded are kept unless given again (a push adds `registry_digest` to the
+    facts the build wrote).
+    """
     data = json.loads(path.read_text(encoding="utf-8"))
-    data["buildtasks"] = {k: list(v) if isinstance(v, tuple) else v for k, v in facts.items()}
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    known = data.get("buildtasks")
+    merged = dict(known) if isinstance(known, Mapping) else {}
+    merged.update({k: list(v) if isinstance(v, tuple) else v for k, v in facts.items()})
+    data["buildtasks"] = merged
+    write_json(path, data)
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write `data` to `path` whole or not at all (a reader never sees half a record)."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 @dataclass(frozen=True)
@@ -81,6 +128,19 @@ class Recorded:
     platforms: tuple[str, ...]
     #: The lab stand-ins the build used as bases (`python:3.11-slim`, ...).
     stand_ins: tuple[str, ...] = ()
+    #: The digest the registry serves once pushed ('' before). It equals `digest` except on
+    #: the classic image store, where `digest` is the engine's image id (the config digest).
+    registry_digest: str = ""
+    #: Whether the tags were applied (False for an untagged push by digest).
+    tagged: bool = False
+
+    @property
+    def published_digest(self) -> str:
+        """What later steps act on: the registry's digest once pushed, the build's before."""
+        return self.registry_digest or self.digest
+
+    def is_digest(self, digest: str) -> bool:
+        return digest in (self.digest, self.registry_digest)
 
 
 def read_recorded(config: Config, image: ImageSpec) -> Recorded:
@@ -95,6 +155,8 @@ def read_recorded(config: Config, image: ImageSpec) -> Recorded:
         tags=tuple(facts.get("tags", result.image_names)),
         platforms=tuple(facts.get("platforms", ())),
         stand_ins=tuple(facts.get("stand_ins", ())),
+        registry_digest=str(facts.get("registry_digest", "")),
+        tagged=bool(facts.get("tagged", False)),
     )
 
 
@@ -104,7 +166,7 @@ def _recorded_for(config: Config, spec: ImageSpec, target: str) -> Recorded | No
         recorded = read_recorded(config, spec)
     except BuildtasksError:
         return None
-    same = recorded.digest == require_digest(target, allow_image_id=True).digest
+    same = recorded.is_digest(require_digest(target, allow_image_id=True).digest)
     return recorded if same else None
 
 
@@ -187,5 +249,5 @@ def digest_targets(
             raise ConfigError(
                 f"the last build of {spec.key} recorded no image name: pass --ref name@sha256:..."
             )
-        pairs.append((spec, by_digest(recorded.tags[0], recorded.digest)))
+        pairs.append((spec, by_digest(recorded.tags[0], recorded.published_digest)))
     return pairs

@@ -104,13 +104,18 @@ def require_digest(ref: str, *, allow_image_id: bool = False) -> DigestRef:
     )
 
 
-def by_digest(name: str, digest: str) -> str:
-    """Return `name@sha256:...` for a repository name that may carry a tag or digest."""
-    repo = name.split("@", 1)[0]
+def repository(ref: str) -> str:
+    """The repository a reference names, without tag or digest: `reg:5000/app:1` → `reg:5000/app`."""
+    repo = ref.split("@", 1)[0]
     last = repo.rsplit("/", 1)[-1]
     if ":" in last:
         repo = repo[: repo.rfind(":")]
-    return f"{repo}@{digest}"
+    return repo
+
+
+def by_digest(name: str, digest: str) -> str:
+    """Return `name@sha256:...` for a repository name that may carry a tag or digest."""
+    return f"{repository(name)}@{digest}"
 
 
 def login_fix(registry: str) -> str:

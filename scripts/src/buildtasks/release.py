@@ -1,9 +1,12 @@
-"""The release chain: build → image tests → scan → SBOM → push → sign → attest → verify.
+"""The release chain: build → image tests → push by digest → scan → SBOM → sign → attest →
+verify → tags.
 
-Every gate of every selected image runs before anything is pushed, so a failing scan of one
-image never leaves another half-released. One digest flows through the whole chain: the
-digest that was tested and scanned is the digest that is pushed, signed and attested, and
-the push itself proves the registry serves exactly that digest for every tag.
+One digest flows through the whole chain. The image is pushed untagged, by digest, right after
+its tests; the scan and the SBOM then read exactly those registry bytes (every platform), and
+that digest is signed, attested and verified. Tags are applied last, in the registry, and only
+once every gate of every selected image has passed: a failing gate leaves an untagged digest
+(for retention to remove) and no tag, signature or attestation anywhere. With `--no-push`
+(pull requests) the gates read the engine's image and nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks.build import BuildOptions, BuildOutcome, build_image, explicit_tags, image_names
+from buildtasks.build import (
+    BuildOptions,
+    BuildOutcome,
+    build_image,
+    explicit_tags,
+    image_names,
+    publish_build,
+)
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.imagetests import image_test_command
-from buildtasks.push import push_by_digest
 from buildtasks.record import require_real_bases
-from buildtasks.refs import by_digest, registry_of
+from buildtasks.refs import registry_of
 from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
@@ -70,11 +79,18 @@ def gates(
     *,
     env: Mapping[str, str],
     now: datetime,
+    started: list[Stage] | None = None,
 ) -> Stage:
-    """Build once, then run the image tests, the scans and the SBOM against that digest."""
+    """Build once, then run the image tests, the scans and the SBOM against that digest.
+
+    The stage is appended to `started` as soon as it exists, so a failure later on can say
+    what this image left behind.
+    """
     _say(runner, image, "build")
     outcome = build_image(config, image, _load_only(options.build), runner, env=env, now=now)
     stage = Stage(image, outcome, steps=[f"built {outcome.digest}"])
+    if started is not None:
+        started.append(stage)
     if options.test and image.tests:
         _say(runner, image, f"image tests on {outcome.digest[:19]}")
         try:
@@ -84,13 +100,27 @@ def gates(
                 f"image tests failed for {image.key} ({outcome.digest[:19]})"
             ) from None
         stage.steps.append("image tests passed")
+    target = outcome.digest
+    if options.push:
+        require_real_bases(
+            image.key,
+            "release",
+            outcome.stand_ins,
+            outcome.tags,
+            lab_registry=config.lab.registry,
+            allow=options.build.allow_stand_ins,
+        )
+        _say(runner, image, "push by digest, untagged")
+        outcome = stage.build = publish_build(config, outcome, runner, tag=False)
+        target = outcome.ref
+        stage.steps.append(f"pushed untagged {target}")
     _say(runner, image, "scan")
-    local = replace(options.scan, local=True)
+    local = replace(options.scan, local=not options.push)
     scan_dockerfile(config, image, runner, options=local)
     result = scan_image(
         config,
         image,
-        outcome.digest,
+        target,
         runner,
         options=local,
         env=env,
@@ -102,9 +132,9 @@ def gates(
     sboms = write_sbom(
         config,
         image,
-        outcome.digest,
+        target,
         runner,
-        local=True,
+        local=local.local,
         cache_dir=local.cache_dir,
         offline=bool(local.offline),
         platforms_built=outcome.platforms,
@@ -133,12 +163,9 @@ def publish(
     *,
     env: Mapping[str, str],
 ) -> Stage:
-    """Push the tested digest, then sign, attest and verify that same digest."""
-    image, digest = stage.image, stage.build.digest
-    _say(runner, image, "push")
-    push_by_digest(digest, stage.build.tags, runner)
-    stage.ref = by_digest(stage.build.tags[0], digest)
-    stage.steps.append(f"pushed {len(stage.build.tags)} tag(s)")
+    """Sign, attest and verify the pushed digest, then point the tags at it."""
+    image = stage.image
+    stage.ref = stage.build.ref
     _say(runner, image, f"sign {stage.ref}")
     sign_image(config, stage.ref, runner, env=env, options=options.sign)
     _say(runner, image, "attest SBOM and vulnerability report")
@@ -155,6 +182,9 @@ def publish(
     _say(runner, image, "verify")
     verify_image(config, stage.ref, runner, env=env, options=options.sign, attestations=kinds)
     stage.steps += ["signed", "attested", f"verified signature and {', '.join(kinds)}"]
+    _say(runner, image, f"tag {len(stage.build.tags)} tag(s)")
+    stage.build = publish_build(config, stage.build, runner, tag=True)
+    stage.steps.append(f"tagged {', '.join(stage.build.tags)}")
     return stage
 
 
@@ -174,22 +204,19 @@ def release(
         require_signing_ready(config, options.sign, runner, env=env)
         refs = [r for image in images for r in _target_refs(config, image, options.build)]
         require_ready((registry_of(r) for r in refs), env=env)
-    stages = []
+    stages: list[Stage] = []
     for image in images:
         try:
-            stages.append(gates(config, image, runner, options, env=env, now=now))
+            gates(config, image, runner, options, env=env, now=now, started=stages)
         except GateFailed as exc:
-            raise GateFailed(f"{exc} — release stopped before push; nothing was pushed") from None
+            pushed = [s.build.ref for s in stages if s.build.pushed]
+            left = (
+                f"; left untagged for cleanup: {', '.join(pushed)}"
+                if pushed
+                else "; nothing was pushed"
+            )
+            raise GateFailed(f"{exc} — release stopped before tagging and signing{left}") from None
     if not options.push:
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
-    for stage in stages:
-        require_real_bases(
-            stage.image.key,
-            "release",
-            stage.build.stand_ins,
-            stage.build.tags,
-            lab_registry=config.lab.registry,
-            allow=options.build.allow_stand_ins,
-        )
     return [publish(config, stage, runner, options, env=env) for stage in stages]

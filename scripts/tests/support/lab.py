@@ -44,3 +44,40 @@ def invoke(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, time
         timeout=timeout,
         check=False,
     )
+
+
+#: The image stores the lab runs an engine with: the main engine's and the second one's.
+STORES = ("containerd", "classic")
+
+
+def engine_env(store: str) -> dict[str, str]:
+    """The environment that points docker at the lab engine with `store` ({} for the main one).
+
+    Fails (not skips) when the second engine is not running: CI starts it with lab.up.
+    """
+    import pytest
+
+    from buildtasks import labstate
+
+    if store == "containerd":
+        return {}
+    host = labstate.read().engines.get(store)
+    if not host:
+        pytest.fail(
+            f"the lab's {store}-store engine is not running: run "
+            "`uv run invoke lab.up --classic-engine` first"
+        )
+    return {"DOCKER_HOST": host}
+
+
+def cosign_key_pair(directory: Path, password: str = "") -> Path:
+    """Make `cosign.key` / `cosign.pub` in `directory`; return the private key's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["cosign", "generate-key-pair"],
+        cwd=directory,
+        env={"COSIGN_PASSWORD": password, "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+    )
+    return directory / "cosign.key"

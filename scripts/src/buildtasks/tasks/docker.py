@@ -20,8 +20,11 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
         "build-arg": "Build argument KEY=VALUE (repeatable)",
         "platform": "Target platforms, e.g. linux/amd64,linux/arm64 (the builder must run them; "
         "in the lab: `lab.up --qemu --platform ...`)",
-        "push": "Push the tags to the registry after building",
-        "load": "Also load into the engine's image store when pushing (always loaded otherwise)",
+        "push": "Push by digest, then apply the tags in the registry (verified)",
+        "push-by-digest": "Push untagged, by digest, and record it for docker.merge "
+        "(one platform per build, e.g. --platform linux/arm64)",
+        "load": "Also load into the engine when a builder that pushes by itself pushes "
+        "(the docker driver always loads)",
         "no-cache": "Disable every cache: layer cache, cache import, uv cache; pull bases afresh",
         "verbose": "Show the full build log (--progress=plain)",
         "test": "Run the image tests against the built image",
@@ -39,6 +42,7 @@ def build(
     build_arg: list[str] | None = None,
     platform: str = "",
     push: bool = False,
+    push_by_digest: bool = False,
     load: bool = False,
     no_cache: bool = False,
     verbose: bool = False,
@@ -49,6 +53,7 @@ def build(
     """Build images with docker buildx; print each image's digest."""
     from buildtasks.build import BuildOptions, build_image, check_options, preflight
     from buildtasks.imagetests import image_test_command
+    from buildtasks.push import repositories
 
     config = load_config(c)
     runner = runner_for(c)
@@ -59,6 +64,7 @@ def build(
         build_args=tuple(build_arg or ()),
         platforms=tuple(p for p in platform.split(",") if p) if platform else (),
         push=push,
+        push_by_digest=push_by_digest,
         load=True if load else None,
         no_cache=no_cache,
         verbose=verbose,
@@ -71,14 +77,16 @@ def build(
     for spec in images:
         outcome = build_image(config, spec, options, runner, env=os.environ, now=now)
         print(f"{spec.key}: {outcome.digest}")
-        for ref in outcome.tags:
-            print(f"  {ref}")
+        if outcome.registry_digest and outcome.registry_digest != outcome.digest:
+            print(f"  registry digest: {outcome.registry_digest}")
+        if outcome.pushed and not outcome.tagged:
+            for repo in repositories(outcome.tags):
+                print(f"  pushed untagged: {repo}@{outcome.registry_digest}")
+        else:
+            for ref in outcome.tags:
+                print(f"  {ref}")
         if test:
             runner.run(image_test_command(spec, outcome.digest, root=config.root))
-        if outcome.pushed:
-            from buildtasks.push import verify_pushed
-
-            verify_pushed(outcome.digest, outcome.tags, runner)
 
 
 @task(
@@ -157,10 +165,9 @@ def tags(
 )
 @errors_to_exit
 def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
-    """Push the last build's tags by digest and verify the registry serves that digest."""
-    from buildtasks.build import preflight
-    from buildtasks.push import push_by_digest
-    from buildtasks.record import read_recorded, require_real_bases
+    """Push the last build by digest, apply its tags in the registry, verify each serves it."""
+    from buildtasks.build import preflight, publish_build, recorded_outcome
+    from buildtasks.record import require_real_bases
     from buildtasks.refs import registry_of
     from buildtasks.registry import require_ready
 
@@ -168,20 +175,20 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
     runner = runner_for(c)
     preflight(runner)
     for spec in config.select(image):
-        recorded = read_recorded(config, spec)
+        outcome = recorded_outcome(config, spec)
         require_real_bases(
             spec.key,
             "push",
-            recorded.stand_ins,
-            recorded.tags,
+            outcome.stand_ins,
+            outcome.tags,
             lab_registry=config.lab.registry,
             allow=allow_stand_ins,
         )
         if not runner.dry:
-            require_ready((registry_of(t) for t in recorded.tags), env=os.environ)
-        report = push_by_digest(recorded.digest, recorded.tags, runner)
-        print(f"{spec.key}: {report.digest}")
-        for ref in report.pushed:
+            require_ready((registry_of(t) for t in outcome.tags), env=os.environ)
+        outcome = publish_build(config, outcome, runner, tag=True)
+        print(f"{spec.key}: {outcome.registry_digest}")
+        for ref in outcome.tags:
             print(f"  {'would push' if runner.dry else 'pushed'} {ref}")
 
 
@@ -224,7 +231,7 @@ def release(
     verbose: bool = False,
     allow_stand_ins: bool = False,
 ) -> None:
-    """Build, test, scan, SBOM, push, sign, attest and verify: one digest end to end."""
+    """Build, test, push untagged, scan, SBOM, sign, attest, verify, then tag: one digest end to end."""
     from buildtasks.build import BuildOptions, preflight
     from buildtasks.release import ReleaseOptions
     from buildtasks.release import release as run_release
@@ -255,6 +262,9 @@ def release(
         config, config.select(image), runner, options, env=os.environ, now=datetime.now(UTC)
     )
     for stage in stages:
-        print(f"{stage.image.key}: {stage.build.digest}")
+        built = stage.build
+        print(f"{stage.image.key}: {built.registry_digest or built.digest}")
+        if built.registry_digest and built.registry_digest != built.digest:
+            print(f"  tested image: {built.digest} (the engine's id; the same config)")
         for step in stage.steps:
             print(f"  {step}")
