@@ -71,6 +71,18 @@ def test_default_build_loads_one_platform_with_auto_progress():
             id="builder-pushes-by-digest-untagged",
         ),
         pytest.param(
+            {"oci_dest": "/a/image.oci.tar", "rewrite_timestamp": True},
+            ("--output", "type=oci,dest=/a/image.oci.tar,rewrite-timestamp=true"),
+            ("--load",),
+            id="containerd-store-exports-an-oci-archive-with-clamped-times",
+        ),
+        pytest.param(
+            {"rewrite_timestamp": True},
+            ("--output", "type=docker,rewrite-timestamp=true"),
+            ("--load",),
+            id="load-with-clamped-times",
+        ),
+        pytest.param(
             {"platforms": ("linux/amd64", "linux/arm64")},
             ("--platform", "linux/amd64,linux/arm64"),
             (),

@@ -220,3 +220,28 @@ def test_a_bad_set_of_digests_is_one_clear_error_and_tags_nothing(
     assert last.startswith("error: ") and message in last, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert set(tags_of(name)) == before, "a failed merge tagged something"
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("image", ["backend", "frontend"])
+def test_one_commit_gives_one_digest_even_with_every_cache_off(lab, tmp_path, image):
+    """Built from the commit, not the clock: two builds with every cache off are one image,
+    and pushing the second moves nothing."""
+    name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/{image}"
+    env = {"BUILDTASKS_ARTIFACTS_DIR": str(tmp_path), "GITHUB_ACTIONS": ""}
+    args = ("docker.build", "--image", image, "--name", name, "-t", "r", "--no-cache", "--push")
+    first = invoke(*args, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = invoke(*args, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    digest = first.stdout.split(f"{image}: ")[1].split()[0]
+    assert second.stdout.split(f"{image}: ")[1].split()[0] == digest
+    assert "already in the registry, nothing to push" in second.stderr
+    committed = subprocess.run(
+        ["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    config = json.loads(crane("config", f"{name}@{digest}").stdout)
+    created = datetime.fromisoformat(config["created"].replace("Z", "+00:00"))
+    assert int(created.timestamp()) == int(committed)
+    label = config["config"]["Labels"]["org.opencontainers.image.created"]
+    assert int(datetime.fromisoformat(label.replace("Z", "+00:00")).timestamp()) == int(committed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,13 @@ def test_build_runs_one_buildx_build_then_pushes_by_digest_and_tags_in_the_regis
     assert option(build, "--platform") == ["linux/amd64,linux/arm64"]
     assert "EXTRA=1" in option(build, "--build-arg")
     assert "UV_NO_CACHE=1" in option(build, "--build-arg")
-    assert {"--no-cache", "--pull", "--load"} <= set(build)
+    assert {"--no-cache", "--pull"} <= set(build)
+    # Loaded into the engine, file times clamped to the commit's date: one commit, one image.
+    assert option(build, "--output") == ["type=docker,rewrite-timestamp=true"]
+    epoch = subprocess.run(
+        ["git", "log", "-1", "--format=%ct"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert f"SOURCE_DATE_EPOCH={epoch}" in option(build, "--build-arg")
     # The docker driver cannot push by digest: the engine's image is exported and pushed
     # untagged, then the tags are made in the registry from that digest, never re-tagged locally.
     assert "--push" not in build
@@ -101,7 +108,11 @@ def test_build_without_image_builds_every_image_in_config_order_then_tests_each(
             ("test", str(ROOT / config_mod.load(ROOT).image(key).tests)),
         )
     ]
-    assert all("--load" in a for a in argvs if "buildx" in a)
+    assert all(
+        option(a, "--output") == ["type=docker,rewrite-timestamp=true"]
+        for a in argvs
+        if "buildx" in a
+    )
 
 
 def test_a_name_for_several_images_is_refused_before_anything_runs(capsys):

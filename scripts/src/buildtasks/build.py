@@ -290,6 +290,10 @@ def build_image(
         "APP_REVISION": meta.revision,
         "APP_BUILD_DATE": meta.created,
     }
+    if meta.source_date_epoch is not None:
+        # BuildKit dates the image config and history by it; `rewrite-timestamp` clamps the
+        # layers' file times to it: one commit, one image.
+        build_args["SOURCE_DATE_EPOCH"] = str(meta.source_date_epoch)
     if options.no_cache:
         build_args.update(no_cache_args(dockerfile_text))
     build_args.update(parse_build_args(options.build_args))
@@ -303,11 +307,17 @@ def build_image(
         else record.metadata_path(config, image)
     )
     repos = repositories(tags)
+    rewrite = builder.reproducible and meta.source_date_epoch is not None
+    archive = (
+        out.parent / "image.oci.tar" if load and rewrite and builder.loads_through_oci else None
+    )
     request = buildx.BuildRequest(
         tags=tags,
         platforms=platforms,
         metadata_file=str(out),
         push_by_digest=repos if push and builder.pushes_itself else (),
+        oci_dest=str(archive) if archive else "",
+        rewrite_timestamp=rewrite,
         load=load,
         progress="plain" if options.verbose else "auto",
         no_cache=options.no_cache,
@@ -323,6 +333,12 @@ def build_image(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
     runner.run(buildx.buildx_build(image, request, root=config.root))
+    if archive:
+        try:
+            runner.run(buildx.image_load(str(archive)), capture=True)
+        finally:
+            if not runner.dry:
+                archive.unlink(missing_ok=True)
     if runner.dry:
         digest = DRY_DIGEST
     else:

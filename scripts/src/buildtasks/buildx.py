@@ -31,6 +31,11 @@ class BuildRequest:
     #: image to, untagged, by digest. Empty with the `docker` driver: its image is exported
     #: from the engine and pushed by `push.push_untagged` instead.
     push_by_digest: tuple[str, ...] = ()
+    #: Export an OCI archive here instead of loading (the containerd store's moby exporter
+    #: cannot rewrite timestamps); the build then loads it with `docker image load`.
+    oci_dest: str = ""
+    #: Clamp every file time in the new layers to SOURCE_DATE_EPOCH (reproducible layers).
+    rewrite_timestamp: bool = False
     load: bool = True
     progress: str = "auto"
     no_cache: bool = False
@@ -73,14 +78,17 @@ def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Comm
         argv += ["--cache-to", f"type=local,dest={request.cache.dest},mode=max"]
     if request.provenance is not None:
         argv += [f"--provenance={request.provenance}"]
+    rewrite = ",rewrite-timestamp=true" if request.rewrite_timestamp else ""
     if request.push_by_digest:
         names = ",".join(request.push_by_digest)
         argv += [
             "--output",
-            f'type=image,"name={names}",push-by-digest=true,name-canonical=true,push=true',
+            f'type=image,"name={names}",push-by-digest=true,name-canonical=true,push=true{rewrite}',
         ]
-    if request.load:
-        argv += ["--load"]
+    if request.oci_dest:
+        argv += ["--output", f"type=oci,dest={request.oci_dest}{rewrite}"]
+    elif request.load:
+        argv += ["--output", f"type=docker{rewrite}"] if rewrite else ["--load"]
     argv.append(str(root / image.context))
     return Command(tuple(argv), hint="the build log above says why")
 
@@ -105,6 +113,11 @@ def driver_status_probe() -> Command:
     return Command(("docker", "info", "--format", "{{json .DriverStatus}}"), hint=ENGINE_HINT)
 
 
+def image_load(archive: str) -> Command:
+    """Load an image archive (OCI or `docker save`) into the engine's image store."""
+    return Command(("docker", "image", "load", "--input", archive), hint=ENGINE_HINT)
+
+
 def image_inspect(ref: str, fmt: str) -> Command:
     """Return `docker image inspect` of one reference with a Go template."""
     return Command(("docker", "image", "inspect", "--format", fmt, ref))
@@ -122,6 +135,21 @@ class Builder:
     #: The engine's image store behind a `docker` driver: "containerd" or "classic"
     #: ("" for drivers that keep their own store).
     store: str = ""
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether its exports can clamp file times to SOURCE_DATE_EPOCH (`rewrite-timestamp`).
+
+        Not the classic image store: its docker driver has no OCI exporter, and its moby
+        exporter accepts the option but keeps the build's file times (measured, Docker 26.1).
+        """
+        return self.store != "classic"
+
+    @property
+    def loads_through_oci(self) -> bool:
+        """The containerd store's moby exporter refuses rewrite-timestamp ("conflicts with
+        unpack"): such builds export an OCI archive and load it."""
+        return self.store == "containerd"
 
     @property
     def pushes_itself(self) -> bool:

@@ -173,6 +173,12 @@ def push_untagged(image_id: str, repos: Sequence[str], runner: Runner, *, workdi
     if not repos:
         raise BuildtasksError("nothing to push: the build recorded no image name; pass --name")
     require_in_engine(image_id, runner)
+    if not runner.dry and all(
+        served_digest(f"{repo}@{image_id}", runner) == image_id for repo in repos
+    ):
+        # A reproducible rebuild of a pushed commit: the registry has these very bytes.
+        runner.say(f"already in the registry, nothing to push: {', '.join(repos)} @{image_id[:19]}")
+        return image_id
     try:
         exported = export_image(image_id, workdir, runner)
         for repo in repos:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from buildtasks import gitcontext, metadata
 from buildtasks.config import Config, ImageSpec
+from buildtasks.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ImageMetadata:
     note: str = ""
     #: What metadata-action would log as warnings (a tag that is not semver, ...).
     warnings: tuple[str, ...] = ()
+    #: The build's date in seconds (SOURCE_DATE_EPOCH): the commit's, so one commit gives
+    #: one image; None when neither the environment nor git gives one.
+    source_date_epoch: int | None = None
 
 
 #: This project's tagging scheme, written as metadata-action `tags` lines.
@@ -86,6 +90,20 @@ def rules_for(
     return tag_lines, flavor_lines
 
 
+def source_date(env: Mapping[str, str], context: metadata.Context) -> datetime | None:
+    """What a build is dated by: `SOURCE_DATE_EPOCH` if set, else the commit's date.
+
+    The reproducible-builds convention: the image's created time, its history and its file
+    times come from the source, not the clock, so a rebuild of one commit is the same image.
+    """
+    value = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if value:
+        if not value.isdigit():
+            raise ConfigError(f"SOURCE_DATE_EPOCH must be seconds since 1970, got {value!r}")
+        return datetime.fromtimestamp(int(value), UTC)
+    return context.commit_date
+
+
 def image_metadata(
     config: Config,
     image: ImageSpec,
@@ -107,11 +125,12 @@ def image_metadata(
     tag_lines, flavor_lines = rules_for(image, rules, flavor)
     parsed_flavor = metadata.parse_flavor(flavor_lines)
     options = metadata.options_from_env(env)
+    dated = source_date(env, ctx)
 
     def run(lines: Sequence[str]) -> metadata.Metadata:
         parsed = metadata.parse_tag_rules(lines)
         return metadata.compute(
-            ctx, list(names), parsed, parsed_flavor, now=now, env=env, **options
+            ctx, list(names), parsed, parsed_flavor, now=now, env=env, created=dated, **options
         )
 
     result = run(tag_lines)
@@ -142,4 +161,5 @@ def image_metadata(
         annotations=annotations,
         note=note,
         warnings=tuple(result.warnings),
+        source_date_epoch=int(dated.timestamp()) if dated else None,
     )

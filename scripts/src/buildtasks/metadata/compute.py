@@ -86,6 +86,8 @@ class _Scope:
     now: datetime
     short_sha_length: int
     warnings: list[str]
+    #: The created label/annotation: `now` unless the build is dated by its source.
+    created: datetime | None = None
 
     @property
     def ref(self) -> str:
@@ -357,7 +359,7 @@ def _annotation_pairs(scope: _Scope, version: str, extra: Sequence[str]) -> dict
         "org.opencontainers.image.url": url,
         "org.opencontainers.image.source": url,
         "org.opencontainers.image.version": version,
-        "org.opencontainers.image.created": _iso(scope.now),
+        "org.opencontainers.image.created": _iso(scope.created or scope.now),
         "org.opencontainers.image.revision": context.sha,
         "org.opencontainers.image.licenses": context.license,
     }
@@ -459,20 +461,28 @@ def compute(
     extra_annotations: Sequence[str] = (),
     annotation_levels: Sequence[str] = ("manifest",),
     env: Mapping[str, str] | None = None,
+    created: datetime | None = None,
 ) -> Metadata:
     """Compute metadata-action's outputs for one build.
 
     `images` are `images` lines (or parsed `ImageSpec`s); `tag_rules` and `flavor` come from
     `parse_tag_rules` and `parse_flavor`. `now` is the build time (`{{date}}`, the created
-    label; naive means UTC). `pr_head_sha` is DOCKER_METADATA_PR_HEAD_SHA: on pull request
-    events use the PR head commit instead of the merge commit. `env` feeds `${{ env.X }}`.
+    label; naive means UTC). `created`, when given, dates the created label and annotation
+    instead (a build dated by its source: SOURCE_DATE_EPOCH). `pr_head_sha` is
+    DOCKER_METADATA_PR_HEAD_SHA: on pull request events use the PR head commit instead of the
+    merge commit. `env` feeds `${{ env.X }}`.
     """
     values = expression_context(context, env)
     if pr_head_sha and "pull_request" in context.event_name and context.pr_head_sha:
         context = replace(context, sha=context.pr_head_sha)
     warnings: list[str] = []
     scope = _Scope(
-        context, _resolve_flavor(flavor, values), _aware(now), short_sha_length, warnings
+        context,
+        _resolve_flavor(flavor, values),
+        _aware(now),
+        short_sha_length,
+        warnings,
+        _aware(created) if created else None,
     )
     version = _version(scope, _resolve_rules(tag_rules, values))
     names = _tag_names(scope, version)
