@@ -67,7 +67,9 @@ def backend_image(lab, repo_root) -> BuiltImage:
     outcome = build_image(
         config,
         config.image("backend"),
-        BuildOptions(name=name, tags=("itest",), push=True),
+        # With a provenance attestation: an index (the signing tests sign its platform
+        # manifests) whose digest no other test's build of this commit shares.
+        BuildOptions(name=name, tags=("itest",), push=True, provenance="mode=min"),
         runner,
         env={},
         now=datetime.now(UTC),

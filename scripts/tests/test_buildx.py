@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtasks import buildx, record, refs
+from buildtasks import buildx, caches, record, refs
 from buildtasks.config import ImageSpec
-from buildtasks.errors import BuildtasksError
+from buildtasks.errors import BuildtasksError, ConfigError
 
 ROOT = Path("/repo")
 IMAGE = ImageSpec(
@@ -55,6 +55,10 @@ def test_default_build_loads_one_platform_with_auto_progress():
     )
 
 
+def option_values(result, name: str) -> list[str]:
+    return [result[i + 1] for i, word in enumerate(result[:-1]) if word == name]
+
+
 @pytest.mark.parametrize(
     ("kw", "present", "absent"),
     [
@@ -71,10 +75,10 @@ def test_default_build_loads_one_platform_with_auto_progress():
             id="builder-pushes-by-digest-untagged",
         ),
         pytest.param(
-            {"oci_dest": "/a/image.oci.tar", "rewrite_timestamp": True},
-            ("--output", "type=oci,dest=/a/image.oci.tar,rewrite-timestamp=true"),
+            {"oci_dest": "/a/oci", "rewrite_timestamp": True},
+            ("--output", "type=oci,dest=/a/oci,tar=false,rewrite-timestamp=true"),
             ("--load",),
-            id="containerd-store-exports-an-oci-archive-with-clamped-times",
+            id="containerd-store-exports-an-oci-layout-with-clamped-times",
         ),
         pytest.param(
             {"rewrite_timestamp": True},
@@ -131,22 +135,85 @@ def test_options_map_to_flags(kw, present, absent):
         assert flag not in result
 
 
-def test_cache_is_imported_and_exported_in_place():
-    result = argv(cache=buildx.CacheSpec(src="/c/backend", dest="/c/backend"))
-    assert "type=local,src=/c/backend" in result
-    assert "type=local,dest=/c/backend,mode=max" in result
+def _choose(kind: str, **kw):
+    args = {
+        "driver": "docker",
+        "capable": True,
+        "env": {},
+        "local_dir": "/c/backend",
+        "local_present": True,
+        "repository": "reg/app",
+        "slug": "linux-amd64",
+    }
+    return caches.choose(kind, **{**args, **kw})
 
 
-def test_a_cache_that_does_not_exist_yet_is_only_exported():
-    result = argv(cache=buildx.CacheSpec(src=None, dest="/c/backend"))
+def test_a_local_cache_is_imported_and_exported_in_place():
+    spec, note = _choose("local")
+    result = argv(cache=spec)
+    assert option_values(result, "--cache-from") == ["type=local,src=/c/backend"]
+    assert option_values(result, "--cache-to") == ["type=local,dest=/c/backend,mode=max"]
+    assert note == ""
+
+
+def test_a_local_cache_that_does_not_exist_yet_is_only_exported():
+    spec, _ = _choose("local", local_present=False)
+    result = argv(cache=spec)
     assert "--cache-from" not in result
-    assert "type=local,dest=/c/backend,mode=max" in result
+    assert option_values(result, "--cache-to") == ["type=local,dest=/c/backend,mode=max"]
 
 
 def test_no_cache_never_imports_but_still_refreshes_the_cache():
-    result = argv(no_cache=True, cache=buildx.CacheSpec(src="/c/b", dest="/c/b.new"))
+    spec, _ = _choose("local")
+    result = argv(no_cache=True, cache=spec)
     assert "--cache-from" not in result
-    assert "type=local,dest=/c/b.new,mode=max" in result
+    assert option_values(result, "--cache-to") == ["type=local,dest=/c/backend,mode=max"]
+
+
+def test_a_registry_cache_is_one_ref_per_platform_set_with_oci_media_types():
+    spec, _ = _choose("registry", slug="linux-arm64")
+    result = argv(cache=spec)
+    assert option_values(result, "--cache-from") == [
+        "type=registry,ref=reg/app:buildcache-linux-arm64"
+    ]
+    assert option_values(result, "--cache-to") == [
+        "type=registry,ref=reg/app:buildcache-linux-arm64,mode=max,image-manifest=true,"
+        "oci-mediatypes=true"
+    ]
+
+
+def test_a_builder_that_cannot_export_still_reads_a_registry_cache_and_says_so():
+    spec, note = _choose("registry", capable=False)
+    assert spec is not None and spec.sources and spec.dest == ""
+    assert "cannot export a registry cache" in note and "reading it still" in note
+    local, note = _choose("local", capable=False)
+    assert local is None and "cannot export a local cache" in note
+
+
+GHA_ENV = {"GITHUB_ACTIONS": "true", "ACTIONS_RESULTS_URL": "https://results"}
+
+
+@pytest.mark.parametrize(
+    ("driver", "env", "kind"),
+    [
+        pytest.param("docker", {}, "local", id="laptop-docker-driver"),
+        pytest.param("docker-container", {}, "local", id="laptop-container-builder"),
+        pytest.param("docker-container", GHA_ENV, "gha", id="actions-container-builder"),
+        pytest.param("docker", GHA_ENV, "local", id="actions-docker-driver"),
+    ],
+)
+def test_auto_picks_gha_in_actions_with_a_builder_that_exports_it_else_local(driver, env, kind):
+    spec, _ = _choose("auto", driver=driver, env=env)
+    assert spec is not None and spec.kind == kind
+
+
+def test_gha_outside_actions_is_refused_naming_the_alternatives():
+    with pytest.raises(ConfigError, match="inside GitHub Actions only"):
+        _choose("gha")
+
+
+def test_none_means_no_cache_at_all():
+    assert _choose("none") == (None, "")
 
 
 def test_a_hostile_tag_stays_one_argument():

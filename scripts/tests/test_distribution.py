@@ -245,3 +245,133 @@ def test_one_commit_gives_one_digest_even_with_every_cache_off(lab, tmp_path, im
     assert int(created.timestamp()) == int(committed)
     label = config["config"]["Labels"]["org.opencontainers.image.created"]
     assert int(datetime.fromisoformat(label.replace("Z", "+00:00")).timestamp()) == int(committed)
+
+
+@pytest.mark.lab
+def test_builders_fan_a_multi_platform_build_out_and_merge_it(two_platforms, tmp_path):
+    """`[tool.buildtasks.builders]` (here BUILDTASKS_BUILDERS) sends arm64 to the classic-store
+    engine: one command builds both platforms at once and tags one index."""
+    name = f"{two_platforms[0].rsplit('/', 1)[0]}-fan/monorepo"
+    host = engine_env("classic")["DOCKER_HOST"]
+    env = {
+        "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path),
+        "GITHUB_ACTIONS": "",
+        "BUILDTASKS_BUILDERS": f"linux/arm64={host}",
+    }
+    result = invoke(
+        "docker.build", "--image", "backend", "--name", name, "-t", "fan",
+        "--platform", "linux/amd64,linux/arm64", "--push", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"2 builders at once: linux/amd64 on default; linux/arm64 on {host}" in result.stderr
+    assert "[linux/arm64] + docker buildx build" in result.stderr
+    assert "[linux/amd64] + docker buildx build" in result.stderr
+    digest = result.stdout.split("backend: ")[1].split()[0]
+    assert crane("digest", f"{name}:fan").stdout.strip() == digest
+    index = json.loads(crane("manifest", f"{name}:fan").stdout)
+    arches = sorted(
+        m["platform"]["architecture"]
+        for m in index["manifests"]
+        if m["platform"]["architecture"] != "unknown"
+    )
+    assert arches == ["amd64", "arm64"]
+    record = json.loads((tmp_path / "backend" / "metadata.json").read_text())
+    assert record["buildtasks"]["registry_digest"] == digest
+
+
+@pytest.mark.lab
+def test_a_spread_build_without_push_is_refused_before_anything_runs(tmp_path):
+    env = {
+        "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path),
+        "BUILDTASKS_BUILDERS": "linux/arm64=unix:///nowhere.sock",
+    }
+    result = invoke(
+        "docker.build", "--image", "backend", "--platform", "linux/amd64,linux/arm64", env=env
+    )
+    assert result.returncode == 2
+    assert "add --push to merge them into one index by digest" in result.stderr
+    assert "docker buildx build" not in result.stderr
+
+
+@pytest.mark.lab
+def test_an_unreachable_builder_names_itself_and_nothing_is_tagged(lab, tmp_path):
+    name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/monorepo"
+    env = {
+        "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path),
+        "GITHUB_ACTIONS": "",
+        "BUILDTASKS_BUILDERS": "linux/arm64=unix:///nowhere/docker.sock",
+    }
+    result = invoke(
+        "docker.build", "--image", "backend", "--name", name, "-t", "x",
+        "--platform", "linux/amd64,linux/arm64", "--push", env=env,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "linux/arm64 on unix:///nowhere/docker.sock: the Docker engine is not running" in last
+    assert last.endswith("nothing was tagged")
+    assert tags_of(name) == []
+
+
+@pytest.mark.lab
+def test_a_fresh_engine_builds_a_code_change_from_the_registry_cache_another_engine_wrote(
+    lab, tmp_path
+):
+    """The containerd engine writes the registry cache; the classic-store engine, its own build
+    cache emptied, builds a code-only change of the backend without rebuilding the
+    dependency layer."""
+    worktree = tmp_path / "checkout"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(worktree), "HEAD"],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/monorepo"
+        env = {"BUILDTASKS_ARTIFACTS_DIR": str(tmp_path / "a"), "GITHUB_ACTIONS": ""}
+        args = ("docker.build", "--image", "backend", "--name", name, "--cache", "registry")
+        first = invoke(*args, "-t", "one", cwd=worktree, env=env)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert crane("digest", f"{name}:buildcache-linux-amd64", check=False).returncode == 0
+        version = worktree / "apps/backend/src/backend/version.py"
+        version.write_text(version.read_text() + "\n# a code-only change\n")
+        classic = engine_env("classic")
+        subprocess.run(
+            ["docker", "builder", "prune", "--all", "--force"],
+            env={**os.environ, **classic}, check=True, capture_output=True,
+        )  # fmt: skip
+        second = invoke(*args, "-t", "two", "--verbose", cwd=worktree, env={**env, **classic})
+        assert second.returncode == 0, second.stderr[-3000:]
+        log = second.stderr
+        assert "cannot export a registry cache" in log  # the classic store reads it only
+        deps = _step(log, "uv sync --locked --no-dev --no-install-workspace")
+        app = _step(log, "uv sync --directory /src")
+        assert f"{deps} CACHED" in log, "the dependency layer was rebuilt"
+        assert f"{app} CACHED" not in log, "the code change was not built"
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True
+        )
+
+
+def _step(log: str, command: str) -> str:
+    """`#12`: the plain-progress step number of the RUN step containing `command`."""
+    for line in log.splitlines():
+        if line.startswith("#") and "RUN" in line and command in line:
+            return line.split()[0]
+    raise AssertionError(f"no build step runs {command!r}")
+
+
+@pytest.mark.lab
+def test_builders_lists_each_builder_its_platforms_store_and_cache(lab):
+    host = engine_env("classic")["DOCKER_HOST"]
+    listed = invoke("docker.builders", env={"BUILDTASKS_BUILDERS": f"linux/arm64={host}"})
+    assert listed.returncode == 0, listed.stderr
+    default, second = listed.stdout.splitlines()
+    assert default.startswith("ok   default") and "containerd image store" in default
+    assert "cache local" in default
+    assert second.startswith(f"ok   {host}") and "linux/arm64;" in second
+    assert "classic image store" in second and "cache none" in second
+
+    down = invoke("docker.builders", env={"BUILDTASKS_BUILDERS": "linux/arm64=unix:///no.sock"})
+    assert down.returncode == 3
+    assert "FAIL unix:///no.sock" in down.stdout
+    assert down.stderr.strip().splitlines()[-1] == "error: builder unreachable: unix:///no.sock"

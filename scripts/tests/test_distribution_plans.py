@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from buildtasks import merge, push
+from buildtasks import builders, merge, push
 from buildtasks.errors import BuildtasksError, ConfigError
 from buildtasks.refs import repository
 
@@ -170,3 +171,89 @@ def test_the_created_index_must_list_every_platform_and_every_given_manifest():
     nested = {OTHER: {"sha256:" + "ef" * 32}}
     with pytest.raises(BuildtasksError, match="does not list"):
         merge.check_index(index, ["linux/amd64", "linux/arm64"], given, nested)
+
+
+# ------------------------------------------------------------------ builders
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "env", "buildx_name"),
+    [
+        ("default", "default", {}, ""),
+        ("builder:arm", "builder", {}, "arm"),
+        ("context:lab", "context", {"DOCKER_CONTEXT": "lab", "DOCKER_HOST": ""}, ""),
+        ("ssh://me@arm-box", "host", {"DOCKER_HOST": "ssh://me@arm-box", "DOCKER_CONTEXT": ""}, ""),
+        (
+            "unix:///run/x.sock",
+            "host",
+            {"DOCKER_HOST": "unix:///run/x.sock", "DOCKER_CONTEXT": ""},
+            "",
+        ),
+    ],
+)
+def test_a_builder_string_says_how_every_command_reaches_it(text, kind, env, buildx_name):
+    spec = builders.parse_builder(text, "here")
+    assert (spec.kind, spec.env, spec.buildx_name) == (kind, env, buildx_name)
+
+
+@pytest.mark.parametrize("text", ["arm-box", "builder:", "http://x:2375", "kontext:lab"])
+def test_a_builder_string_that_names_nothing_is_a_config_error(text):
+    with pytest.raises(ConfigError, match="names no builder"):
+        builders.parse_builder(text, "tool.buildtasks.builders")
+
+
+def test_platforms_are_grouped_by_builder_and_unlisted_ones_go_to_default():
+    arm = builders.parse_builder("ssh://arm", "x")
+    groups = builders.assign(["linux/amd64", "linux/arm64", "linux/386"], {"linux/arm64": arm})
+    assert groups == [
+        (builders.DEFAULT, ("linux/amd64", "linux/386")),
+        (arm, ("linux/arm64",)),
+    ]
+
+
+def _config(extra: str, tmp_path: Path):
+    from buildtasks import config as config_mod
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.buildtasks]\n"
+        + extra
+        + '\n[tool.buildtasks.images.app]\nrepository = "app"\ndockerfile = "Dockerfile"\n'
+    )
+    return config_mod.load(tmp_path, env={})
+
+
+def test_builders_and_caches_are_read_from_pyproject(tmp_path):
+    config = _config(
+        'cache = "registry"\n[tool.buildtasks.builders]\n"linux/arm64" = "context:arm"\n',
+        tmp_path,
+    )
+    assert config.builders == {"linux/arm64": builders.BuilderSpec("context", "arm")}
+    assert config.cache_kind(config.image("app")) == "registry"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('cache = "s3"', "tool.buildtasks.cache must be one of auto, local, registry, gha, none"),
+        ('[tool.buildtasks.builders]\n"linux/arm" = "default"', "linux/arm"),
+        ('[tool.buildtasks.builders]\n"linux/arm64" = "arm-box"', "names no builder"),
+    ],
+)
+def test_a_bad_builder_or_cache_setting_is_one_config_error(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _config(extra, tmp_path)
+
+
+def test_a_spread_build_needs_a_push_and_cannot_run_the_image_tests():
+    from buildtasks import fanout
+    from buildtasks.build import BuildOptions
+
+    arm = builders.parse_builder("ssh://arm", "x")
+    groups = [(builders.DEFAULT, ("linux/amd64",)), (arm, ("linux/arm64",))]
+    with pytest.raises(ConfigError, match="add --push to merge them"):
+        fanout.check_spread(groups, BuildOptions())
+    with pytest.raises(ConfigError, match="--test runs on one engine"):
+        fanout.check_spread(groups, BuildOptions(push=True), test=True)
+    fanout.check_spread(groups, BuildOptions(push=True))
+    fanout.check_spread(groups[:1], BuildOptions(), test=True)

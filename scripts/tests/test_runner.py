@@ -49,3 +49,22 @@ def test_output_captures_stdout_stripped():
 def test_argv_is_never_a_shell_string():
     with pytest.raises(TypeError):
         Command("docker build .")  # type: ignore[arg-type]
+
+
+def test_a_derived_runner_prefixes_every_line_and_reaches_its_engine():
+    out = io.StringIO()
+    runner = Runner(out=out).derive(env={"DOCKER_HOST": "unix:///x.sock"}, prefix="[linux/arm64] ")
+    script = 'echo "host=$DOCKER_HOST"; echo oops >&2'
+    runner.run(cmd("sh", "-c", script))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[linux/arm64] + sh -c")
+    assert lines[1:] == ["[linux/arm64] host=unix:///x.sock", "[linux/arm64] oops"]
+    assert runner.output(cmd("sh", "-c", "echo $DOCKER_HOST")) == "unix:///x.sock"
+
+
+def test_a_prefixed_failure_is_still_one_line_with_the_last_output_line():
+    runner = Runner(out=io.StringIO(), prefix="[a] ")
+    with pytest.raises(CommandFailed) as exc:
+        runner.run(cmd("sh", "-c", "echo building; echo 'no space left' >&2; exit 3"))
+    assert exc.value.exit_code == 3
+    assert "no space left" in str(exc.value) and "\n" not in str(exc.value)

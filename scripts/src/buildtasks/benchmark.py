@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from buildtasks.build import BuildOptions, build_image
+from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec
 from buildtasks.containers import seconds_to_healthy, unpacked_bytes
 from buildtasks.runner import Runner
@@ -101,6 +102,68 @@ def measure_image(config: Config, image: ImageSpec, runner: Runner, runs: int) -
     figures.append(
         Figure(f"{image.key}: unpacked size", unpacked_bytes(digest) / 1e6, "MB", budget)
     )
+    return figures
+
+
+def measure_distribution(
+    config: Config, image: ImageSpec, runner: Runner, second_engine: str
+) -> list[Figure]:
+    """Multi-platform builds on one engine and spread over two; a fresh engine's code-only
+    build without and with the registry cache the other engine wrote. Every cache off unless
+    the row says otherwise. `second_engine` is the lab's classic-store engine (DOCKER_HOST)."""
+    from dataclasses import replace
+
+    from buildtasks.builders import parse_builder
+    from buildtasks.fanout import build_spread
+
+    now = datetime.now(UTC)
+    name = f"{config.lab.registry}/bench/{image.repository}"
+    both = ("linux/amd64", "linux/arm64")
+    other = runner.derive(env={"DOCKER_HOST": second_engine})
+    spread = replace(config, builders={"linux/arm64": parse_builder(second_engine, "bench")})
+
+    def build(cfg: Config, **kw: object) -> None:
+        options = BuildOptions(name=name, tags=("bench",), push=True, **kw)  # type: ignore[arg-type]
+        build_spread(cfg, image, options, runner, env=os.environ, now=now)
+
+    figures = [
+        Figure(
+            f"{image.key}: amd64 + arm64 on one engine (arm64 under QEMU), cold",
+            timed(lambda: build(config, platforms=both, no_cache=True)),
+            "s",
+        ),
+        Figure(
+            f"{image.key}: amd64 + arm64 spread over two engines at once, cold",
+            timed(lambda: build(spread, platforms=both, no_cache=True)),
+            "s",
+        ),
+    ]
+    build(config, platforms=("linux/amd64",), cache="registry")
+    source = _code_file(config, image)
+    if source is None:
+        return figures
+    original = source.read_text(encoding="utf-8")
+    prune = Command(("docker", "builder", "prune", "--all", "--force"))
+
+    def fresh_engine_build(cache: str) -> float:
+        other.run(prune, capture=True)
+        source.write_text(f"{original}\n# benchmark edit {cache}\n", encoding="utf-8")
+        options = BuildOptions(name=name, tags=("bench",), cache=cache)
+        return timed(lambda: build_image(config, image, options, other, env=os.environ, now=now))
+
+    try:
+        cold = fresh_engine_build("none")
+        cached = fresh_engine_build("registry")
+    finally:
+        source.write_text(original, encoding="utf-8")
+    figures += [
+        Figure(f"{image.key}: code change on a fresh engine, no cache", cold, "s"),
+        Figure(
+            f"{image.key}: code change on a fresh engine, registry cache of the other engine",
+            cached,
+            "s",
+        ),
+    ]
     return figures
 
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx, labstate, record
+from buildtasks import buildx, caches, labstate, record
 from buildtasks import push as push_mod
+from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
+from buildtasks.builders import BuilderSpec
+from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
 from buildtasks.push import DRY_DIGEST, repositories
@@ -39,6 +43,8 @@ class BuildOptions:
     #: Push untagged, by digest, and record the digest for `docker.merge` (implies push).
     push_by_digest: bool = False
     load: bool | None = None
+    #: The build cache (`caches.KINDS`); '' follows the configuration.
+    cache: str = ""
     no_cache: bool = False
     verbose: bool = False
     provenance: str | None = None
@@ -149,11 +155,12 @@ def preflight(runner: Runner) -> None:
         ) from None
 
 
-def current_builder(runner: Runner) -> buildx.Builder:
-    """The current builder's driver, platforms and capabilities (all capable in dry runs)."""
+def current_builder(runner: Runner, name: str = "") -> buildx.Builder:
+    """A builder's driver, platforms and capabilities: `name`, or the runner's engine's own
+    (all capable in dry runs)."""
     if runner.dry:
         return buildx.Builder("", (), True)
-    inspect = runner.output(buildx.buildx_probe(), timeout=30)
+    inspect = runner.output(buildx.buildx_probe(name), timeout=30)
     info = runner.output(buildx.driver_status_probe(), timeout=30)
     return buildx.parse_builder(inspect, info)
 
@@ -183,18 +190,36 @@ def require_stand_ins(
         )
 
 
-def local_cache(
-    config: Config, image: ImageSpec, runner: Runner, supported: bool
-) -> buildx.CacheSpec | None:
-    """The `~/.cache/buildx/<image>` cache when the builder can export one; None otherwise."""
-    if not supported:
-        runner.say(
-            "note: this builder cannot export a local cache (enable the containerd image store)"
-        )
-        return None
+def build_cache(
+    config: Config,
+    image: ImageSpec,
+    builder: buildx.Builder,
+    runner: Runner,
+    *,
+    kind: str,
+    env: Mapping[str, str],
+    platforms: Sequence[str],
+    repository: str,
+    per_platform: bool,
+) -> caches.CacheSpec | None:
+    """The cache of this build (`caches.choose`); a per-platform build keeps its own."""
+    slug = record.platforms_slug(platforms)
     base = Path(os.path.expanduser(config.cache_dir)) / image.key
-    present = (base / "index.json").is_file()
-    return buildx.CacheSpec(src=str(base) if present else None, dest=str(base))
+    if per_platform:
+        base = base / slug
+    spec, note = caches.choose(
+        kind or config.cache_kind(image),
+        driver=builder.driver,
+        capable=builder.capable,
+        env=env,
+        local_dir=str(base),
+        local_present=(base / "index.json").is_file(),
+        repository=repository,
+        slug=slug,
+    )
+    if note:
+        runner.say(note)
+    return spec
 
 
 def prune_cache(directory: Path) -> int:
@@ -235,6 +260,30 @@ def prune_cache(directory: Path) -> int:
     return removed
 
 
+def load_layout(layout: Path, digest: str, tags: Sequence[str], runner: Runner) -> None:
+    """Put the OCI layout a build exported into the engine, unless it already holds `digest`.
+
+    A rebuild of an unchanged commit exports the digest the engine has: its tags are pointed
+    at it again and nothing is loaded. Otherwise the layout is loaded as an archive. Blobs of
+    older builds are pruned from the layout first, so it stays the size of one image.
+    """
+    prune_cache(layout)
+    if runner.run(
+        buildx.image_inspect(digest, "{{.Id}}"), capture=True, check=False, quiet=True
+    ).ok:
+        for tag in tags:
+            runner.run(Command(("docker", "image", "tag", digest, tag)), capture=True)
+        return
+    archive = layout.parent / "image.oci.tar"
+    try:
+        with tarfile.open(archive, "w") as tar:
+            for entry in sorted(layout.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        runner.run(buildx.image_load(str(archive)), capture=True)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
 def build_image(
     config: Config,
     image: ImageSpec,
@@ -244,8 +293,12 @@ def build_image(
     env: Mapping[str, str],
     now: datetime,
     lab_state: labstate.State | None = None,
+    on: BuilderSpec = DEFAULT_BUILDER,
 ) -> BuildOutcome:
-    """Build `image` as `options` ask and return the outcome with its digest."""
+    """Build `image` as `options` ask, on builder `on`, and return the outcome with its digest.
+
+    `runner` must already reach `on`'s engine (`Runner.derive(env=on.env)`).
+    """
     from buildtasks.tagging import image_metadata
 
     dockerfile_text = config.dockerfile_path(image).read_text(encoding="utf-8")
@@ -261,7 +314,7 @@ def build_image(
         runner.say(f"warning: {warning}")
     push = options.push or options.push_by_digest
     state = lab_state if lab_state is not None else labstate.read(env)
-    builder = current_builder(runner)
+    builder = current_builder(runner, on.buildx_name)
     # The docker driver always loads: its image is pushed from the engine's store. A builder
     # that pushes by itself loads only when asked (or when nothing is pushed).
     load = (not push if options.load is None else options.load) if builder.pushes_itself else True
@@ -297,7 +350,17 @@ def build_image(
     if options.no_cache:
         build_args.update(no_cache_args(dockerfile_text))
     build_args.update(parse_build_args(options.build_args))
-    cache = local_cache(config, image, runner, builder.capable)
+    cache = build_cache(
+        config,
+        image,
+        builder,
+        runner,
+        kind=options.cache,
+        env=env,
+        platforms=platforms,
+        repository=repositories(tags)[0],
+        per_platform=options.push_by_digest,
+    )
     provenance, note = buildx.provenance_for(options.provenance, builder.capable)
     if note:
         runner.say(note)
@@ -308,15 +371,14 @@ def build_image(
     )
     repos = repositories(tags)
     rewrite = builder.reproducible and meta.source_date_epoch is not None
-    archive = (
-        out.parent / "image.oci.tar" if load and rewrite and builder.loads_through_oci else None
-    )
+    layout = out.parent / "oci" if load and rewrite and builder.loads_through_oci else None
     request = buildx.BuildRequest(
         tags=tags,
         platforms=platforms,
         metadata_file=str(out),
         push_by_digest=repos if push and builder.pushes_itself else (),
-        oci_dest=str(archive) if archive else "",
+        oci_dest=str(layout) if layout else "",
+        builder=on.buildx_name,
         rewrite_timestamp=rewrite,
         load=load,
         progress="plain" if options.verbose else "auto",
@@ -333,18 +395,16 @@ def build_image(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
     runner.run(buildx.buildx_build(image, request, root=config.root))
-    if archive:
-        try:
-            runner.run(buildx.image_load(str(archive)), capture=True)
-        finally:
-            if not runner.dry:
-                archive.unlink(missing_ok=True)
     if runner.dry:
         digest = DRY_DIGEST
+        if layout:
+            runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
     else:
-        if cache:
-            prune_cache(Path(cache.dest))
+        if cache and cache.local_dir:
+            prune_cache(Path(cache.local_dir))
         digest = record.read_metadata(out).digest
+        if layout:
+            load_layout(layout, digest, tags, runner)
         record.add_facts(
             out,
             tags=tags,
@@ -399,7 +459,9 @@ def publish_build(
             outcome.digest,
             repositories(outcome.tags),
             runner,
-            workdir=config.artifacts_path(outcome.image) / f"export.{os.getpid()}",
+            workdir=config.artifacts_path(outcome.image)
+            / f"export.{os.getpid()}.{record.platforms_slug(outcome.platforms)}",
+            layout=outcome.metadata_file.parent / "oci",
         )
     if not runner.dry:
         record.add_facts(outcome.metadata_file, pushed=True, registry_digest=digest)

@@ -6,18 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildtasks.caches import CacheSpec
 from buildtasks.command import Command
 from buildtasks.config import ImageSpec
 
 ENGINE_HINT = "is the engine running? start it with `uv run invoke lab.up`"
-
-
-@dataclass(frozen=True)
-class CacheSpec:
-    """A `type=local` build cache: read from `src` (None until one exists), write to `dest`."""
-
-    src: str | None
-    dest: str
 
 
 @dataclass(frozen=True)
@@ -31,8 +24,8 @@ class BuildRequest:
     #: image to, untagged, by digest. Empty with the `docker` driver: its image is exported
     #: from the engine and pushed by `push.push_untagged` instead.
     push_by_digest: tuple[str, ...] = ()
-    #: Export an OCI archive here instead of loading (the containerd store's moby exporter
-    #: cannot rewrite timestamps); the build then loads it with `docker image load`.
+    #: Export an OCI layout (a directory) here instead of loading (the containerd store's
+    #: moby exporter cannot rewrite timestamps); the build then loads it if the engine lacks it.
     oci_dest: str = ""
     #: Clamp every file time in the new layers to SOURCE_DATE_EPOCH (reproducible layers).
     rewrite_timestamp: bool = False
@@ -46,11 +39,15 @@ class BuildRequest:
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     provenance: str | None = None
+    #: A buildx builder by name (`--builder`); '' for the engine's own.
+    builder: str = ""
 
 
 def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Command:
     """Return the `docker buildx build` argv for `image` (paths resolved against `root`)."""
     argv: list[str] = ["docker", "buildx", "build"]
+    if request.builder:
+        argv += ["--builder", request.builder]
     argv += ["--file", str(root / image.dockerfile)]
     if image.target:
         argv += ["--target", image.target]
@@ -72,10 +69,11 @@ def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Comm
     if request.no_cache:
         # Every cache off: no layer cache, no cache import, bases pulled afresh.
         argv += ["--no-cache", "--pull"]
-    elif request.cache and request.cache.src:
-        argv += ["--cache-from", f"type=local,src={request.cache.src}"]
-    if request.cache:
-        argv += ["--cache-to", f"type=local,dest={request.cache.dest},mode=max"]
+    elif request.cache:
+        for source in request.cache.sources:
+            argv += ["--cache-from", source]
+    if request.cache and request.cache.dest:
+        argv += ["--cache-to", request.cache.dest]
     if request.provenance is not None:
         argv += [f"--provenance={request.provenance}"]
     rewrite = ",rewrite-timestamp=true" if request.rewrite_timestamp else ""
@@ -86,7 +84,7 @@ def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Comm
             f'type=image,"name={names}",push-by-digest=true,name-canonical=true,push=true{rewrite}',
         ]
     if request.oci_dest:
-        argv += ["--output", f"type=oci,dest={request.oci_dest}{rewrite}"]
+        argv += ["--output", f"type=oci,dest={request.oci_dest},tar=false{rewrite}"]
     elif request.load:
         argv += ["--output", f"type=docker{rewrite}"] if rewrite else ["--load"]
     argv.append(str(root / image.context))
@@ -103,9 +101,10 @@ def buildx_version() -> Command:
     return Command(("docker", "buildx", "version"), hint="install docker-buildx or run lab.up")
 
 
-def buildx_probe() -> Command:
-    """Return the command that lists the current builder (driver, platforms)."""
-    return Command(("docker", "buildx", "inspect"), hint="install docker-buildx or run lab.up")
+def buildx_probe(builder: str = "") -> Command:
+    """Return the command that lists a builder (the current one by default): driver, platforms."""
+    argv = ("docker", "buildx", "inspect", *((builder,) if builder else ()))
+    return Command(argv, hint="install docker-buildx or run lab.up")
 
 
 def driver_status_probe() -> Command:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from buildtasks.builders import BuilderSpec, parse_builder
+from buildtasks.caches import check_kind
 from buildtasks.errors import ConfigError
 
 #: The lab registry: where images go unless configured otherwise.
@@ -61,6 +63,8 @@ class ImageSpec:
     description: str = ""
     tags: tuple[str, ...] = ()
     flavor: tuple[str, ...] = ()
+    #: The build cache of this image (`caches.KINDS`); '' follows the top-level `cache`.
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,14 @@ class Config:
     scan: ScanConfig = field(default_factory=ScanConfig)
     sign: SignConfig = field(default_factory=SignConfig)
     lab: LabConfig = field(default_factory=LabConfig)
+    #: The build cache of every image without its own `cache` (`caches.KINDS`).
+    cache: str = "auto"
+    #: Platform → builder (`[tool.buildtasks.builders]`); unlisted platforms use `default`.
+    builders: Mapping[str, BuilderSpec] = field(default_factory=dict)
+
+    def cache_kind(self, image: ImageSpec) -> str:
+        """The cache kind configured for `image`."""
+        return image.cache or self.cache
 
     def artifacts_path(self, image: ImageSpec) -> Path:
         """Where the build record, scan reports and SBOMs of `image` are written."""
@@ -155,7 +167,18 @@ class Config:
 
 # --------------------------------------------------------------------------- parsing
 
-_TOP_KEYS = ("registry", "cache-dir", "ca-cert", "artifacts-dir", "images", "scan", "sign", "lab")
+_TOP_KEYS = (
+    "registry",
+    "cache",
+    "cache-dir",
+    "ca-cert",
+    "artifacts-dir",
+    "images",
+    "scan",
+    "sign",
+    "lab",
+    "builders",
+)
 _IMAGE_KEYS = (
     "repository",
     "dockerfile",
@@ -169,6 +192,7 @@ _IMAGE_KEYS = (
     "description",
     "tags",
     "flavor",
+    "cache",
 )
 _SCAN_KEYS = (
     "severity",
@@ -201,6 +225,7 @@ ENV_VARS = {
     "BUILDTASKS_SCAN_CACHE_DIR": "scan.cache-dir",
     "BUILDTASKS_COSIGN_KEY": "sign.key",
     "BUILDTASKS_COSIGN_PUBLIC_KEY": "sign.public-key",
+    "BUILDTASKS_BUILDERS": "builders",
 }
 
 
@@ -350,7 +375,22 @@ def _parse_image(key: str, table: Any) -> ImageSpec:
         description=_str(table.get("description", ""), f"{where}.description"),
         tags=_lines(table.get("tags", []), f"{where}.tags"),
         flavor=_lines(table.get("flavor", []), f"{where}.flavor"),
+        cache=check_kind(_str(table["cache"], f"{where}.cache"), f"{where}.cache")
+        if "cache" in table
+        else "",
     )
+
+
+def _parse_builders(table: Any, where: str = "tool.buildtasks.builders") -> dict[str, BuilderSpec]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table of platform = builder")
+    builders = {}
+    for platform, value in table.items():
+        (parsed,) = parse_platforms([platform], f"{where} key")
+        builders[parsed] = parse_builder(
+            _str(value, f"{where}.{platform!r}"), f"{where}.{platform!r}"
+        )
+    return builders
 
 
 def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config:
@@ -407,6 +447,10 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
         scan=scan,
         sign=sign,
         lab=lab,
+        cache=check_kind(
+            _str(table.get("cache", "auto"), "tool.buildtasks.cache"), "tool.buildtasks.cache"
+        ),
+        builders=_parse_builders(table.get("builders", {})),
     )
     return apply_env(config, env)
 
@@ -452,6 +496,17 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
         config = replace(config, sign=replace(config.sign, key=value))
     if value := env.get("BUILDTASKS_COSIGN_PUBLIC_KEY"):
         config = replace(config, sign=replace(config.sign, public_key=value))
+    if value := env.get("BUILDTASKS_BUILDERS"):
+        pairs = {}
+        for item in _str_list(value, "BUILDTASKS_BUILDERS"):
+            platform, sep, builder = item.partition("=")
+            if not sep:
+                raise ConfigError(
+                    f"BUILDTASKS_BUILDERS item {item!r} is not PLATFORM=BUILDER, "
+                    "e.g. linux/arm64=ssh://ci@arm-box"
+                )
+            pairs[platform.strip()] = builder.strip()
+        config = replace(config, builders=_parse_builders(pairs, "BUILDTASKS_BUILDERS"))
     return config
 
 

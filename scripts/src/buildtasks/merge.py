@@ -329,8 +329,12 @@ def merge_image(
     *,
     env: Mapping[str, str],
     now: datetime,
+    given: Sequence[PlatformDigest] | None = None,
 ) -> BuildOutcome:
-    """Merge `image`'s platform digests, record the index as its build, tag it unless asked not to."""
+    """Merge `image`'s platform digests, record the index as its build, tag it unless asked not to.
+
+    `given` (a spread build's own digests) replaces the recorded ones.
+    """
     from buildtasks import record
     from buildtasks.build import (
         BuildOutcome,
@@ -341,12 +345,15 @@ def merge_image(
     )
     from buildtasks.tagging import image_metadata
 
-    directory = Path(options.from_dir) if options.from_dir else record.digests_dir(config, image)
-    given = read_digest_files(directory, image.key)
+    if given is None:
+        directory = (
+            Path(options.from_dir) if options.from_dir else record.digests_dir(config, image)
+        )
+        given = read_digest_files(directory, image.key)
     # The index goes where the platforms are; the tags too unless --name says otherwise.
     name = options.name or (given[0].repository if given else "")
     names = image_names(config, image, name)
-    given += [parse_digest_option(v, names[0]) for v in options.digests]
+    given = [*given, *(parse_digest_option(v, names[0]) for v in options.digests)]
     meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
     tags = explicit_tags(names, options.tags) if options.tags else meta.tags
     if not tags:

@@ -114,11 +114,40 @@ def export_index_digest(tarball: Path) -> str:
     return str(entries[0].get("digest", "")) if len(entries) == 1 else ""
 
 
-def export_image(image_id: str, workdir: Path, runner: Runner) -> Export:
-    """Export `image_id` from the engine into `workdir` as what `crane push` should send."""
+def layout_naming(layout: Path, digest: str, workdir: Path) -> Path | None:
+    """A one-entry OCI layout in `workdir` naming `digest`, sharing `layout`'s blobs; None when
+    `layout` (the build's export) does not hold `digest`.
+
+    buildx writes one index entry per tag; `crane push` wants exactly one.
+    """
+    try:
+        entries = json.loads((layout / "index.json").read_text(encoding="utf-8"))["manifests"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    matching = [e for e in entries if isinstance(e, dict) and e.get("digest") == digest]
+    if not matching:
+        return None
+    one = workdir / "layout"
+    one.mkdir(parents=True)
+    (one / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
+    entry = {k: v for k, v in matching[0].items() if k != "annotations"}
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
+    (one / "index.json").write_text(json.dumps({**index, "manifests": [entry]}), encoding="utf-8")
+    (one / "blobs").symlink_to(layout.resolve() / "blobs")
+    return one
+
+
+def export_image(
+    image_id: str, workdir: Path, runner: Runner, *, layout: Path | None = None
+) -> Export:
+    """Export `image_id` into `workdir` as what `crane push` should send: the build's own OCI
+    layout when it holds that digest, else the engine's copy (`docker save`)."""
     if workdir.exists():
         shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    if not runner.dry:
+        workdir.mkdir(parents=True)
+        if layout is not None and (one := layout_naming(layout, image_id, workdir)):
+            return Export(one, image_id, True)
     tarball = workdir / "image.tar"
     runner.run(save_command(image_id, tarball), capture=True)
     if runner.dry:
@@ -164,7 +193,14 @@ def require_in_engine(image_id: str, runner: Runner) -> None:
         ) from None
 
 
-def push_untagged(image_id: str, repos: Sequence[str], runner: Runner, *, workdir: Path) -> str:
+def push_untagged(
+    image_id: str,
+    repos: Sequence[str],
+    runner: Runner,
+    *,
+    workdir: Path,
+    layout: Path | None = None,
+) -> str:
     """Push the engine's image `image_id` to each of `repos` by digest, untagged.
 
     Returns the digest the registry serves (the build's digest on the containerd store; the
@@ -180,7 +216,7 @@ def push_untagged(image_id: str, repos: Sequence[str], runner: Runner, *, workdi
         runner.say(f"already in the registry, nothing to push: {', '.join(repos)} @{image_id[:19]}")
         return image_id
     try:
-        exported = export_image(image_id, workdir, runner)
+        exported = export_image(image_id, workdir, runner, layout=layout)
         for repo in repos:
             ref = f"{repo}@{exported.digest}"
             try:

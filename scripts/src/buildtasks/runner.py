@@ -66,6 +66,22 @@ class Runner:
     echo: bool = True
     out: TextIO = field(default_factory=lambda: sys.stderr)
     which: Callable[[str], str | None] = shutil.which
+    #: Added to every command's environment (`DOCKER_HOST` of the builder a build runs on).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Put before every line this runner prints, its commands' output included, so builds
+    #: running side by side stay readable (`[linux/arm64] ...`).
+    prefix: str = ""
+
+    def derive(self, *, env: Mapping[str, str] | None = None, prefix: str = "") -> Runner:
+        """A runner like this one, with more environment and a line prefix."""
+        return Runner(
+            dry=self.dry,
+            echo=self.echo,
+            out=self.out,
+            which=self.which,
+            env={**self.env, **(env or {})},
+            prefix=self.prefix + prefix,
+        )
 
     def resolve(self, tool: str) -> str:
         """Return the absolute path of `tool`, or raise `ToolNotFound` with the fix."""
@@ -85,7 +101,7 @@ class Runner:
 
     def say(self, message: str) -> None:
         """Print one progress line the user should see (not a command)."""
-        print(message, file=self.out, flush=True)
+        print(f"{self.prefix}{message}", file=self.out, flush=True)
 
     def run(
         self,
@@ -106,34 +122,78 @@ class Runner:
         if self.dry:
             return Result(command, 0)
         executable = self.resolve(command.tool)
-        env = {**os.environ, **command.env} if command.env else None
-        try:
-            proc = subprocess.run(
-                (executable, *command.argv[1:]),
-                input=command.stdin,
-                capture_output=capture,
-                env=env,
-                cwd=command.cwd,
-                timeout=timeout,
-                check=False,
+        extra = {**self.env, **command.env}
+        env = {**os.environ, **extra} if extra else None
+        if self.prefix and not capture:
+            result = self._stream(command, (executable, *command.argv[1:]), env, timeout)
+        else:
+            try:
+                proc = subprocess.run(
+                    (executable, *command.argv[1:]),
+                    input=command.stdin,
+                    capture_output=capture,
+                    env=env,
+                    cwd=command.cwd,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
+            result = Result(
+                command,
+                proc.returncode,
+                proc.stdout.decode(errors="replace") if capture else "",
+                proc.stderr.decode(errors="replace") if capture else "",
             )
-        except subprocess.TimeoutExpired:
-            raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
-        result = Result(
-            command,
-            proc.returncode,
-            proc.stdout.decode(errors="replace") if capture else "",
-            proc.stderr.decode(errors="replace") if capture else "",
-        )
         if check and not result.ok:
             hint = command.hint
-            if capture and result.stderr.strip():
+            if (capture or self.prefix) and result.stderr.strip():
                 last = result.stderr.strip().splitlines()[-1].strip()
                 hint = f"{last}; {hint}" if hint else last
             raise CommandFailed(command.argv, result.returncode, hint)
         return result
 
+    def _stream(
+        self,
+        command: Command,
+        argv: tuple[str, ...],
+        env: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> Result:
+        """Run with stdout and stderr merged, each line printed with this runner's prefix."""
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=command.cwd,
+        )
+        if command.stdin is not None and proc.stdin:
+            proc.stdin.write(command.stdin)
+            proc.stdin.close()
+        last = ""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.strip():
+                last = line
+            print(f"{self.prefix}{line}", file=self.out, flush=True)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
+        return Result(command, returncode, "", last)
+
     def output(self, command: Command, *, quiet: bool = True, timeout: float | None = None) -> str:
         """Run a read-only probe and return its stdout, stripped (even in dry mode it runs)."""
-        probe = Runner(dry=False, echo=self.echo and not quiet, out=self.out, which=self.which)
+        probe = Runner(
+            dry=False,
+            echo=self.echo and not quiet,
+            out=self.out,
+            which=self.which,
+            env=self.env,
+            prefix=self.prefix,
+        )
         return probe.run(command, capture=True, quiet=quiet, timeout=timeout).stdout.strip()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from buildtasks.tasks import docker, docker_merge, docker_scan, docker_sign, lab, lint, secrets
+from buildtasks.tasks import docker, docker_distribute, docker_scan, docker_sign, lab, lint, secrets
 
 namespace = Collection()
 docker_tasks = Collection.from_module(docker)
-for module in (docker_merge, docker_scan, docker_sign):
+for module in (docker_distribute, docker_scan, docker_sign):
     for name, task_object in Collection.from_module(module).tasks.items():
         docker_tasks.add_task(task_object, name=name)
 namespace.add_collection(docker_tasks, name="docker")

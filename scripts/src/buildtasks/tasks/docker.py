@@ -31,6 +31,7 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
         "provenance": "Buildx provenance attestation, e.g. mode=max or false (default: buildx's)",
         "allow-stand-ins": "Publish to a registry other than the lab's even though the bases "
         "are the lab's stand-ins",
+        "cache": "Build cache: auto, local, registry, gha or none (default: [tool.buildtasks] cache)",
     },
 )
 @errors_to_exit
@@ -49,9 +50,12 @@ def build(
     test: bool = False,
     provenance: str | None = None,
     allow_stand_ins: bool = False,
+    cache: str = "",
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
-    from buildtasks.build import BuildOptions, build_image, check_options, preflight
+    from buildtasks.build import BuildOptions, check_options, preflight
+    from buildtasks.caches import check_kind
+    from buildtasks.fanout import build_spread, check_spread, groups_for
     from buildtasks.imagetests import image_test_command
     from buildtasks.push import repositories
 
@@ -70,12 +74,15 @@ def build(
         verbose=verbose,
         provenance=provenance,
         allow_stand_ins=allow_stand_ins,
+        cache=check_kind(cache, "--cache") if cache else "",
     )
     check_options(config, images, options)
+    for spec in images:
+        check_spread(groups_for(config, spec, options), options, test=test)
     preflight(runner)
     now = datetime.now(UTC)
     for spec in images:
-        outcome = build_image(config, spec, options, runner, env=os.environ, now=now)
+        outcome = build_spread(config, spec, options, runner, env=os.environ, now=now)
         print(f"{spec.key}: {outcome.digest}")
         if outcome.registry_digest and outcome.registry_digest != outcome.digest:
             print(f"  registry digest: {outcome.registry_digest}")

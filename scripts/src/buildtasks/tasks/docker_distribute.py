@@ -69,3 +69,19 @@ def merge(
                 print(f"  {ref}")
         else:
             print(f"  untagged: tag it with `uv run invoke docker.push --image {spec.key}`")
+
+
+@task
+@errors_to_exit
+def builders(c: Context) -> None:
+    """List the builders of [tool.buildtasks.builders]: platforms, driver, reachable, cache."""
+    from buildtasks.errors import EngineUnavailable
+    from buildtasks.fanout import describe_builders
+
+    rows = describe_builders(load_config(c), runner_for(c), env=os.environ)
+    width = max(len(name) for name, _, _ in rows)
+    for name, ok, detail in rows:
+        print(f"{'ok  ' if ok else 'FAIL'} {name.ljust(width)}  {detail}")
+    down = [name for name, ok, _ in rows if not ok]
+    if down:
+        raise EngineUnavailable(f"builder unreachable: {', '.join(down)}")
