@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.lab import ROOT, cosign_key_pair, engine_env, invoke
+from support.lab import ROOT, cosign_key_pair, engine_env, invoke, registry_tags
 from support.vulndb import write_db
 
 PLATFORMS = {"containerd": "linux/amd64", "classic": "linux/arm64"}
@@ -21,12 +21,6 @@ PLATFORMS = {"containerd": "linux/amd64", "classic": "linux/arm64"}
 
 def crane(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["crane", *args], capture_output=True, text=True, check=check)
-
-
-def tags_of(repo: str) -> list[str]:
-    """The tags of `repo` ([] when the registry has none, or no such repository)."""
-    listing = crane("ls", repo, check=False)
-    return listing.stdout.split() if listing.returncode == 0 else []
 
 
 def start_platform_build(name: str, store: str, artifacts: Path, env: dict[str, str]):
@@ -73,7 +67,7 @@ def two_platforms(lab, tmp_path_factory):
 @pytest.mark.lab
 def test_each_platform_is_pushed_untagged_and_recorded_for_the_merge(two_platforms):
     name, tmp = two_platforms
-    assert tags_of(name) == []
+    assert registry_tags(name) == []
     digests = tmp / "artifacts" / "backend" / "digests"
     for store, platform in PLATFORMS.items():
         record = json.loads((digests / f"{platform.replace('/', '-')}.json").read_text())
@@ -94,7 +88,7 @@ def test_the_merged_index_is_scanned_signed_verified_and_runs_on_both_platforms(
     )
     assert merge.returncode == 0, merge.stderr[-3000:]
     index_digest = merge.stdout.split("backend: ")[1].split()[0]
-    tags = tags_of(name)
+    tags = registry_tags(name)
     assert tags and all(crane("digest", f"{name}:{t}").stdout.strip() == index_digest for t in tags)
     index = json.loads(crane("manifest", f"{name}@{index_digest}").stdout)
     platforms = {
@@ -210,7 +204,7 @@ def test_a_bad_set_of_digests_is_one_clear_error_and_tags_nothing(
         _digest_file(given, "linux/arm64", arm["digest"], repo)
     elif case == "other-commit":
         _digest_file(given, "linux/arm64", arm["digest"], repo)
-    before = set(tags_of(name))
+    before = set(registry_tags(name))
     result = invoke(
         "docker.merge", "--image", "backend", "--platform", "linux/amd64,linux/arm64",
         "--from", str(given), "--tag", f"bad-{case}", env=env,
@@ -219,7 +213,7 @@ def test_a_bad_set_of_digests_is_one_clear_error_and_tags_nothing(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert set(tags_of(name)) == before, "a failed merge tagged something"
+    assert set(registry_tags(name)) == before, "a failed merge tagged something"
 
 
 @pytest.mark.lab
@@ -309,7 +303,7 @@ def test_an_unreachable_builder_names_itself_and_nothing_is_tagged(lab, tmp_path
     last = result.stderr.strip().splitlines()[-1]
     assert "linux/arm64 on unix:///nowhere/docker.sock: the Docker engine is not running" in last
     assert last.endswith("nothing was tagged")
-    assert tags_of(name) == []
+    assert registry_tags(name) == []
 
 
 @pytest.mark.lab

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from support.lab import invoke
 
+from buildtasks.files import write_atomic
 from buildtasks.lab import plan
-from buildtasks.lab.files import DAEMON_JSON, write_atomic
+from buildtasks.lab.files import DAEMON_JSON
 from buildtasks.labstate import State, lab_home
 
 

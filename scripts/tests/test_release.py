@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from support.lab import STORES, cosign_key_pair, engine_env, invoke
+from support.lab import STORES, cosign_key_pair, engine_env, invoke, registry_tags
 from support.vulndb import write_db
 
 
@@ -41,7 +41,9 @@ def test_a_failing_scan_gate_stops_the_chain_before_any_tag_or_signature(release
     left = last.split("left untagged for cleanup: ")[1].split()[0]
     assert left.startswith(f"{namespace}/monorepo@sha256:")
     assert subprocess.run(["crane", "manifest", left], capture_output=True).returncode == 0
-    assert _nothing_in(f"{namespace}/monorepo"), "the registry shows tags although the gate failed"
+    assert not registry_tags(f"{namespace}/monorepo"), (
+        "the registry shows tags although the gate failed"
+    )
     assert "==> backend: sign" not in result.stderr
 
 
@@ -130,12 +132,6 @@ def test_no_push_runs_the_gates_and_publishes_nothing(release_env):
     )
 
 
-def _nothing_in(repo: str) -> bool:
-    """Whether `repo` has no tag (the registry knows no such repository, or lists no tag)."""
-    listing = subprocess.run(["crane", "ls", repo], capture_output=True, text=True, check=False)
-    return listing.returncode != 0 or not listing.stdout.split()
-
-
 @pytest.mark.lab
 @pytest.mark.parametrize(
     ("setup", "message"),
@@ -167,4 +163,4 @@ def test_a_release_that_could_not_sign_pushes_nothing(release_env, setup, messag
     last = result.stderr.strip().splitlines()[-1]
     assert message in last, last
     assert "==> backend: build" not in result.stderr  # refused before the build
-    assert _nothing_in(f"{namespace}/monorepo")
+    assert not registry_tags(f"{namespace}/monorepo")

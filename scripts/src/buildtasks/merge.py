@@ -33,7 +33,7 @@ from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError
 from buildtasks.platforms import platform_manifests
-from buildtasks.push import inspect_raw_command, manifest_digest
+from buildtasks.push import inspect_raw_command, manifest_digest, served_digest
 from buildtasks.refs import DIGEST_RE, registry_error
 from buildtasks.runner import Runner
 
@@ -297,10 +297,7 @@ def merge(
     runner.run(
         index_command(sources, index_annotations_, tag=f"{repository}@{digest}"), capture=True
     )
-    served = runner.run(
-        inspect_raw_command(f"{repository}@{digest}"), capture=True, check=False, quiet=True
-    )
-    if not served.ok or manifest_digest(served.stdout) != digest:
+    if served_digest(f"{repository}@{digest}", runner) != digest:
         raise BuildtasksError(
             f"the registry does not serve the merged index {repository}@{digest}: "
             "nothing was tagged; run docker.merge again"

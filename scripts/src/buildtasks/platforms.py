@@ -15,7 +15,6 @@ A single-platform image is one target, read as before.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tarfile
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from buildtasks.errors import BuildtasksError
-from buildtasks.push import inspect_raw_command, save_command
+from buildtasks.push import inspect_raw_command, save_command, single_entry_layout
 from buildtasks.refs import by_digest, require_digest
 from buildtasks.runner import Runner
 
@@ -134,18 +133,7 @@ def layout_targets(layout: Path, digest: str) -> list[Target]:
     entries = platform_manifests(index)
     targets = []
     for platform, descriptor in entries:
-        one = layout / platform_slug(platform)
-        one.mkdir(exist_ok=True)
-        (one / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
-        single = {
-            "schemaVersion": 2,
-            "mediaType": INDEX_TYPES[0],
-            "manifests": [descriptor],
-        }
-        (one / "index.json").write_text(json.dumps(single), encoding="utf-8")
-        blobs = one / "blobs"
-        if not blobs.exists():
-            os.symlink(layout / "blobs", blobs)
+        one = single_entry_layout(layout, descriptor, layout / platform_slug(platform))
         targets.append(Target(platform, str(descriptor["digest"]), str(one), layout=True))
     return targets
 

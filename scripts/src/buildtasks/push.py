@@ -28,9 +28,10 @@ import hashlib
 import json
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
@@ -114,6 +115,21 @@ def export_index_digest(tarball: Path) -> str:
     return str(entries[0].get("digest", "")) if len(entries) == 1 else ""
 
 
+def single_entry_layout(layout: Path, descriptor: Mapping[str, Any], dest: Path) -> Path:
+    """An OCI layout at `dest` whose index names `descriptor` only, linking `layout`'s blobs
+    (nothing is copied). `crane push` and `trivy --input` want one image per layout."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
+    (dest / "index.json").write_text(
+        json.dumps({**index, "manifests": [dict(descriptor)]}), encoding="utf-8"
+    )
+    blobs = dest / "blobs"
+    if not blobs.is_symlink() and not blobs.exists():
+        blobs.symlink_to(layout.resolve() / "blobs")
+    return dest
+
+
 def layout_naming(layout: Path, digest: str, workdir: Path) -> Path | None:
     """A one-entry OCI layout in `workdir` naming `digest`, sharing `layout`'s blobs; None when
     `layout` (the build's export) does not hold `digest`.
@@ -127,14 +143,8 @@ def layout_naming(layout: Path, digest: str, workdir: Path) -> Path | None:
     matching = [e for e in entries if isinstance(e, dict) and e.get("digest") == digest]
     if not matching:
         return None
-    one = workdir / "layout"
-    one.mkdir(parents=True)
-    (one / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}', encoding="utf-8")
     entry = {k: v for k, v in matching[0].items() if k != "annotations"}
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
-    (one / "index.json").write_text(json.dumps({**index, "manifests": [entry]}), encoding="utf-8")
-    (one / "blobs").symlink_to(layout.resolve() / "blobs")
-    return one
+    return single_entry_layout(layout, entry, workdir / "layout")
 
 
 def export_image(
@@ -164,16 +174,16 @@ def export_image(
     return Export(tarball, digest, False)
 
 
+def served_manifest(ref: str, runner: Runner) -> str:
+    """The manifest bytes the registry serves for `ref` ('' when it serves nothing)."""
+    result = runner.run(inspect_raw_command(ref), capture=True, check=False, quiet=True)
+    return result.stdout if result.ok else ""
+
+
 def served_digest(ref: str, runner: Runner) -> str:
     """The digest the registry serves for `ref` ('' when it serves nothing)."""
-    result = runner.run(inspect_raw_command(ref), capture=True, check=False, quiet=True)
-    return manifest_digest(result.stdout) if result.ok else ""
-
-
-def _config_digest(ref: str, runner: Runner) -> str:
-    raw = runner.run(inspect_raw_command(ref), capture=True, quiet=True).stdout
-    config = json.loads(raw).get("config") or {}
-    return str(config.get("digest", ""))
+    raw = served_manifest(ref, runner)
+    return manifest_digest(raw) if raw else ""
 
 
 def _push_error(ref: str, exc: CommandFailed) -> BuildtasksError:
@@ -230,9 +240,11 @@ def push_untagged(
         return image_id
     for repo in repos:
         ref = f"{repo}@{exported.digest}"
-        if served_digest(ref, runner) != exported.digest:
+        raw = served_manifest(ref, runner)
+        if not raw or manifest_digest(raw) != exported.digest:
             raise BuildtasksError(f"the registry does not serve {ref} after pushing it")
-        if not exported.same_digest and _config_digest(ref, runner) != image_id:
+        config = json.loads(raw).get("config") or {}
+        if not exported.same_digest and config.get("digest") != image_id:
             raise BuildtasksError(
                 f"{ref} is not the built image {image_id[:19]} (its config differs): "
                 "rebuild and push again"
@@ -240,13 +252,7 @@ def push_untagged(
     return exported.digest
 
 
-@dataclass(frozen=True)
-class PushReport:
-    digest: str
-    pushed: tuple[str, ...]
-
-
-def apply_tags(digest: str, tags: Sequence[str], runner: Runner) -> PushReport:
+def apply_tags(digest: str, tags: Sequence[str], runner: Runner) -> None:
     """Point every one of `tags` at `digest`, already in the registry, and prove it.
 
     Raises `RegistryUnavailable` (down, not logged in) or `BuildtasksError`, naming the tags
@@ -271,24 +277,6 @@ def apply_tags(digest: str, tags: Sequence[str], runner: Runner) -> PushReport:
             )
         raise error from None
     verify_pushed(digest, tags, runner)
-    return PushReport(digest, tuple(tags))
-
-
-def push_by_digest(
-    image_id: str,
-    tags: Sequence[str],
-    runner: Runner,
-    *,
-    workdir: Path,
-    registry_digest: str = "",
-) -> PushReport:
-    """Push the engine's `image_id` untagged (unless `registry_digest` says it is there), then tag."""
-    if not tags:
-        raise BuildtasksError(
-            "nothing to push: the build recorded no tags; pass --tag to docker.build"
-        )
-    digest = registry_digest or push_untagged(image_id, repositories(tags), runner, workdir=workdir)
-    return apply_tags(digest, tags, runner)
 
 
 def verify_pushed(digest: str, tags: Sequence[str], runner: Runner) -> None:

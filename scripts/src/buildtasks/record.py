@@ -52,12 +52,6 @@ def write_platform_digest(
     return path
 
 
-def read_facts(path: Path) -> Mapping[str, object]:
-    """The `buildtasks` section a build added to its metadata file ({} when none)."""
-    facts = _load(path).get("buildtasks")
-    return facts if isinstance(facts, Mapping) else {}
-
-
 @dataclass(frozen=True)
 class BuildResult:
     """The facts a build's `--metadata-file` records."""

@@ -81,3 +81,9 @@ def cosign_key_pair(directory: Path, password: str = "") -> Path:
         capture_output=True,
     )
     return directory / "cosign.key"
+
+
+def registry_tags(repo: str) -> list[str]:
+    """The tags of `repo` in its registry ([] when it has none, or no such repository)."""
+    listing = subprocess.run(["crane", "ls", repo], capture_output=True, text=True, check=False)
+    return listing.stdout.split() if listing.returncode == 0 else []

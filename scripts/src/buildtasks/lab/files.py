@@ -1,6 +1,6 @@
 """The lab's writes to files outside its own directory (daemon.json, apt files, registry config).
 
-Every such write goes through `write_atomic`: a reader (dockerd on SIGHUP, apt, a crash in the
+Every such write goes through `buildtasks.files.write_atomic`: a reader (dockerd on SIGHUP, apt, a crash in the
 middle) sees the old file or the new one, never half of one.
 """
 
@@ -11,8 +11,6 @@ from pathlib import Path
 
 from buildtasks.errors import BuildtasksError
 from buildtasks.files import write_atomic
-
-__all__ = ["DAEMON_JSON", "read_daemon_json", "write_atomic", "write_daemon_json"]
 
 #: The engine configuration the lab merges its needs into.
 DAEMON_JSON = Path("/etc/docker/daemon.json")

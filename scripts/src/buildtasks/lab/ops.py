@@ -25,9 +25,10 @@ from buildtasks.buildx import buildx_version
 from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, ToolNotFound
+from buildtasks.files import write_atomic
 from buildtasks.lab import plan
 from buildtasks.lab.engines import ClassicEngine
-from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_atomic, write_daemon_json
+from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_daemon_json
 from buildtasks.lab.probes import (
     apt_sources_text,
     engine_running,
