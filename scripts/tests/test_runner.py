@@ -25,9 +25,14 @@ def test_dry_run_prints_and_runs_nothing(tmp_path):
     assert out.getvalue().startswith("+ touch ")
 
 
-def test_missing_tool_names_the_install():
-    with pytest.raises(ToolNotFound, match=r"^cosign not found: run `uv run invoke lab.up`"):
+def test_missing_tool_names_the_install_for_this_kind_of_host():
+    from buildtasks.tools import install_line
+
+    with pytest.raises(ToolNotFound) as err:
         Runner(which=lambda _: None).run(cmd("cosign", "version"))
+    assert str(err.value) == f"cosign not found: {install_line('cosign')}"
+    assert "lab.up" in install_line("cosign", "debian")
+    assert install_line("cosign", "macos") == "`brew install cosign`"
 
 
 def test_failure_is_one_line_with_exit_code_and_last_stderr_line():

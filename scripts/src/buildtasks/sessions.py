@@ -33,8 +33,13 @@ def errors_to_session(session) -> Iterator[None]:
 
 
 def run(session, command: Command) -> None:
-    """Run a planned command through Nox (so it is echoed and logged like any session step)."""
-    session.run(*command.argv, env=dict(command.env) or None, external=True)
+    """Run a planned command through Nox (so it is echoed and logged like any session step).
+
+    The tool is looked up as the tasks look it up (`tools.locate`: PATH, then the locked wheel).
+    """
+    runner = Runner(echo=False, out=sys.stdout)
+    executable = runner.resolve(command.tool)
+    session.run(executable, *command.argv[1:], env=dict(command.env) or None, external=True)
 
 
 def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:

@@ -1,8 +1,11 @@
-"""A second Docker engine beside the lab's: the classic (overlay2) image store.
+"""Docker engines beside the lab's: the classic (overlay2) image store, and others like it.
 
 Docker Engine 29 and later use the containerd image store on fresh installs, while upgraded
 hosts keep the classic store; the tasks must work on both, and the test suite proves it on
-this engine. It also stands in for a second, remote builder.
+the classic engine `lab.up --classic-engine` starts. It also stands in for a second, remote
+builder. The same parts start engines the lab does not own (`SideEngine` with its own layout):
+the test suite's "no lab" engine, with the containerd store, no mirror and a TCP endpoint,
+stands in for Docker Desktop or a remote Docker host.
 
 It has everything of its own: socket, data root, exec root, pid file and bridge. Never
 `--bridge=none`: a second dockerd started that way deletes the host's `docker0`, and every
@@ -29,17 +32,19 @@ from buildtasks.labstate import State
 from buildtasks.runner import Runner
 
 NAME = "classic"
-#: The docker context users select it with: `docker --context buildtasks-classic ...`.
-CONTEXT = "buildtasks-classic"
 
 
 @dataclass(frozen=True)
 class EngineLayout:
-    """Where the second engine keeps what is its own."""
+    """Where a side engine keeps what is its own."""
 
     data_root: Path = Path("/var/lib/buildtasks-lab/engines") / NAME
     run_dir: Path = Path("/run/buildtasks-lab") / NAME
     bridge: str = "br-bt-classic"
+    name: str = NAME
+    #: Also listen on TCP (`172.29.0.1:2375`), as a remote engine does: plain HTTP, so only
+    #: ever on a host-local address.
+    tcp: str = ""
     #: Every network of this engine lives in this range: its default bridge (`address`) and
     #: the /24s of the networks it creates, so one set of rules covers them all.
     pool: str = "172.29.0.0/16"
@@ -52,8 +57,13 @@ class EngineLayout:
 
     @property
     def host(self) -> str:
-        """The `DOCKER_HOST` value that selects this engine."""
+        """The `DOCKER_HOST` value that selects this engine (its socket)."""
         return f"unix://{self.socket}"
+
+    @property
+    def tcp_host(self) -> str:
+        """The `DOCKER_HOST` of its TCP endpoint ('' when it has none)."""
+        return f"tcp://{self.tcp}" if self.tcp else ""
 
     @property
     def pidfile(self) -> Path:
@@ -65,11 +75,13 @@ class EngineLayout:
 
     @property
     def config_file(self) -> Path:
-        return self.data_root.parent / f"{NAME}.json"
+        return self.data_root.parent / f"{self.name}.json"
 
 
-def daemon_config(mirror: str, layout: EngineLayout) -> dict[str, object]:
-    """The second engine's daemon.json: the lab's mirror, the classic image store, its range.
+def daemon_config(
+    mirror: str | None, layout: EngineLayout, *, containerd_store: bool = False
+) -> dict[str, object]:
+    """A side engine's daemon.json: the lab's mirror (if any), its image store, its range.
 
     `live-restore` is not about restoring anything here: a dockerd restarted with
     `default-address-pools` and without it deletes the host's `docker0` (moby's
@@ -78,8 +90,8 @@ def daemon_config(mirror: str, layout: EngineLayout) -> dict[str, object]:
     engine. Measured on Docker 26.1. So `lab.down` stops this engine's containers itself.
     """
     return {
-        "registry-mirrors": [mirror],
-        "features": {"containerd-snapshotter": False},
+        **({"registry-mirrors": [mirror]} if mirror else {}),
+        "features": {"containerd-snapshotter": containerd_store},
         "default-address-pools": [{"base": layout.pool, "size": 24}],
         "live-restore": True,
     }
@@ -102,6 +114,8 @@ def dockerd_argv(dockerd: str, layout: EngineLayout) -> tuple[str, ...]:
         layout.bridge,
         "--iptables=false",
         "--ip6tables=false",
+        # Plain TCP, as on a remote host without TLS; saying so skips dockerd's 15 s warning.
+        *(("--host", layout.tcp_host, "--tls=false") if layout.tcp else ()),
     )
 
 
@@ -146,23 +160,36 @@ def iptables(action: str, rule: Sequence[str]) -> Command:
     return Command(("iptables", "-t", table, action, chain, *match))
 
 
+def context_name(layout: EngineLayout) -> str:
+    """The docker context users select the engine with (`buildtasks-classic`)."""
+    return f"buildtasks-{layout.name}"
+
+
 def context_create(layout: EngineLayout) -> Command:
+    name = context_name(layout)
     return Command(
-        ("docker", "context", "create", CONTEXT, "--docker", f"host={layout.host}"),
-        hint="`docker context rm buildtasks-classic` and rerun lab.up",
+        ("docker", "context", "create", name, "--docker", f"host={layout.host}"),
+        hint=f"`docker context rm {name}` and rerun lab.up",
     )
 
 
 @dataclass
-class ClassicEngine:
-    """Start, stop and report the second engine for one lab."""
+class SideEngine:
+    """Start, stop and report one engine beside the lab's (the classic one by default)."""
 
     runner: Runner
     home: Path
     layout: EngineLayout = EngineLayout()
+    #: The lab's docker.io mirror; None for an engine that pulls from the registries itself.
+    mirror: str | None = None
+    containerd_store: bool = False
+
+    @property
+    def store(self) -> str:
+        return "containerd" if self.containerd_store else "classic"
 
     def _say(self, message: str) -> None:
-        self.runner.say(f"lab: classic    {message}")
+        self.runner.say(f"lab: {self.layout.name:<10} {message}")
 
     def running(self) -> str:
         """The engine's version when it answers on its socket ('' otherwise)."""
@@ -174,12 +201,13 @@ class ClassicEngine:
         result = Runner(dry=False, echo=False).run(probe, capture=True, check=False, quiet=True)
         return result.stdout.strip() if result.ok else ""
 
-    def up(self, state: State, *, mirror: str) -> None:
-        """Start the engine unless it runs; record its DOCKER_HOST in the lab state."""
+    def up(self, state: State) -> None:
+        """Start the engine unless it runs; record its DOCKER_HOST in `state`."""
+        name = self.layout.name
         version = self.running()
         if version:
-            state.engines[NAME] = self.layout.host
-            self._say(f"ok  Docker {version}, classic image store ({self.layout.host})")
+            state.engines[name] = self.layout.host
+            self._say(f"ok  Docker {version}, {self.store} image store ({self.layout.host})")
             return
         dockerd = shutil.which("dockerd")
         if not dockerd:
@@ -190,9 +218,8 @@ class ClassicEngine:
         if not self.runner.dry:
             self.layout.run_dir.mkdir(parents=True, exist_ok=True)
             self.layout.data_root.mkdir(parents=True, exist_ok=True)
-            write_atomic(
-                self.layout.config_file, json.dumps(daemon_config(mirror, self.layout), indent=2)
-            )
+            config = daemon_config(self.mirror, self.layout, containerd_store=self.containerd_store)
+            write_atomic(self.layout.config_file, json.dumps(config, indent=2))
         if not Path("/sys/class/net", self.layout.bridge).exists():
             for command in bridge_commands(self.layout):
                 self.runner.run(command)
@@ -207,27 +234,28 @@ class ClassicEngine:
         self.runner.say(f"+ {Command(argv).shell()} &")
         if self.runner.dry:
             return
-        log = self.home / f"dockerd-{NAME}.log"
+        log = self.home / f"dockerd-{name}.log"
         docker0 = Path("/sys/class/net/docker0")
         had_docker0 = docker0.exists()
-        state.started[f"dockerd-{NAME}"] = spawn(argv, log)
-        wait_for(lambda: bool(self.running()), "the classic-store engine", 60, log)
+        state.started[f"dockerd-{name}"] = spawn(argv, log)
+        wait_for(lambda: bool(self.running()), f"the {name} engine", 60, log)
         if had_docker0 and not docker0.exists():
             raise BuildtasksError(
-                "starting the classic-store engine removed the host's docker0 bridge: restart "
+                f"starting the {name} engine removed the host's docker0 bridge: restart "
                 "the main engine to recreate it, and report this (see docs/lab.md)"
             )
-        state.engines[NAME] = self.layout.host
+        state.engines[name] = self.layout.host
         self.runner.run(context_create(self.layout), capture=True, check=False, quiet=True)
         self._say(
-            f"started Docker {self.running()}, classic image store: "
-            f"DOCKER_HOST={self.layout.host} or `docker --context {CONTEXT}`"
+            f"started Docker {self.running()}, {self.store} image store: "
+            f"DOCKER_HOST={self.layout.host} or `docker --context {context_name(self.layout)}`"
         )
 
     def down(self, state: State) -> None:
         """Stop the engine lab.up started, then remove its bridge, rules and context."""
-        pid = state.started.pop(f"dockerd-{NAME}", None)
-        state.engines.pop(NAME, None)
+        name = self.layout.name
+        pid = state.started.pop(f"dockerd-{name}", None)
+        state.engines.pop(name, None)
         if not pid:
             return
         if pid_alive(pid) and self.running():
@@ -236,23 +264,22 @@ class ClassicEngine:
             ids = self.runner.output(Command((*docker, "ps", "--quiet"))).split()
             if ids:
                 self.runner.run(Command((*docker, "stop", *ids)), capture=True, check=False)
-        stop_pid(pid, self.runner, f"dockerd ({NAME} store)")
+        stop_pid(pid, self.runner, f"dockerd ({name} engine)")
         for rule in nat_rules(self.layout):
             self.runner.run(iptables("-D", rule), capture=True, check=False)
         self.runner.run(
             Command(("ip", "link", "delete", self.layout.bridge)), capture=True, check=False
         )
         self.runner.run(
-            Command(("docker", "context", "rm", "--force", CONTEXT)), capture=True, check=False
+            Command(("docker", "context", "rm", "--force", context_name(self.layout))),
+            capture=True,
+            check=False,
         )
         self._say(f"stopped (pid {pid}); its images stay in {self.layout.data_root}")
 
     def status(self) -> tuple[str, bool, str]:
+        part = f"engine {self.layout.name}"
         version = self.running()
         if version:
-            return (
-                "engine classic",
-                True,
-                f"Docker {version}, classic image store, {self.layout.host}",
-            )
-        return ("engine classic", False, "not running: `uv run invoke lab.up --classic-engine`")
+            return (part, True, f"Docker {version}, {self.store} image store, {self.layout.host}")
+        return (part, False, "not running: `uv run invoke lab.up --classic-engine`")

@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildtasks import tools
 from buildtasks.buildx import buildx_version
 from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, ToolNotFound
 from buildtasks.files import write_atomic
 from buildtasks.lab import plan
-from buildtasks.lab.engines import ClassicEngine
+from buildtasks.lab.engines import SideEngine
 from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_daemon_json
 from buildtasks.lab.probes import (
     apt_sources_text,
@@ -59,6 +60,8 @@ class Lab:
     config: Config
     runner: Runner
     home: Path = field(default_factory=lab_home)
+    #: The kind of host (`tools.host_family`): lab.up sets up Debian and Ubuntu only.
+    family: str = field(default_factory=tools.host_family)
     #: Where a root lab keeps the registry's config and storage.
     registry_dir: Path = plan.SYSTEM_REGISTRY_DIR
 
@@ -68,9 +71,9 @@ class Lab:
         return plan.check_lab_registry(self.config.lab.registry)
 
     @property
-    def classic(self) -> ClassicEngine:
+    def classic(self) -> SideEngine:
         """The second engine, with the classic image store (`lab.up --classic-engine`)."""
-        return ClassicEngine(self.runner, self.home)
+        return SideEngine(self.runner, self.home, mirror=plan.lab_mirror(self.registry))
 
     @property
     def seeder(self) -> Seeder:
@@ -112,6 +115,16 @@ class Lab:
             missing += list(plan.QEMU_PACKAGES)
         return missing
 
+    def refuse_host(self, names: Sequence[str]) -> None:
+        """Say what to install on a host lab.up does not set up, and what works without it."""
+        for line in plan.elsewhere_lines(self.family, names):
+            self.runner.say(line)
+        kind = {"macos": "macOS", "windows": "Windows", "linux": "a Linux without apt-get"}
+        raise ToolNotFound(
+            f"lab.up sets up Debian and Ubuntu hosts, not {kind.get(self.family, self.family)}: "
+            "install the tools listed above instead (the lab is optional)"
+        )
+
     def install(self, *, qemu: bool) -> None:
         self.refresh_pins()
         missing = self.missing_tools(qemu=qemu)
@@ -121,9 +134,7 @@ class Lab:
             )
             return
         if not shutil.which("apt-get"):
-            raise ToolNotFound(
-                f"lab.up installs packages with apt-get, which this machine lacks; install {', '.join(missing)} yourself"
-            )
+            self.refuse_host(missing)
         if not is_root():
             raise BuildtasksError(
                 f"lab.up must install {', '.join(missing)}: rerun as root (sudo -E uv run invoke lab.up) or install them"
@@ -445,6 +456,8 @@ class Lab:
         platforms: Sequence[str] = ("linux/amd64",),
         classic_engine: bool = False,
     ) -> State:
+        if self.family not in plan.LAB_FAMILIES and self.family != "linux":
+            self.refuse_host(tools.REPORTED)
         plan.check_lab_registry(self.config.lab.registry)  # before anything changes
         state = State.load(self.home)
         self.install(qemu=qemu)
@@ -456,7 +469,7 @@ class Lab:
         if classic_engine or self.config.lab.classic_engine:
             if not is_root() and not self.runner.dry:
                 raise BuildtasksError("the classic-store engine needs root: rerun lab.up as root")
-            self.classic.up(state, mirror=plan.lab_mirror(self.registry))
+            self.classic.up(state)
         if qemu:
             self.ensure_qemu(("linux/amd64", "linux/arm64"))
         state.ca_cert = self.detect_ca()

@@ -79,6 +79,30 @@ PINS_FILE = "/etc/apt/preferences.d/buildtasks-lab"
 #: The oldest engine whose docker driver builds multi-platform images and exports caches.
 MIN_ENGINE = (25, 0)
 
+#: The host families lab.up sets up (it installs with apt and starts daemons itself).
+LAB_FAMILIES = ("debian", "ubuntu")
+
+#: What a user without the lab still has, and what only the lab gives.
+WITHOUT_LAB = (
+    "works without the lab, against your own engine and registry: docker.build, "
+    "nox -s image_tests, docker.scan and docker.sbom (trivy fetches its DB), docker.push, "
+    "docker.sign and docker.release to ghcr.io or docker.io",
+    "needs the lab: the offline extras (the 127.0.0.1:5000 registry mirror, base-image "
+    "stand-ins, the test vulnerability DB, the classic-store engine) and the lab-marked tests",
+)
+
+
+def elsewhere_lines(family: str, names: Sequence[str]) -> tuple[str, ...]:
+    """What lab.up tells a host it does not set up: one install line per tool, then the rest."""
+    from buildtasks.tools import install_line
+
+    width = max((len(n) for n in names), default=0)
+    return (
+        *(f"lab: {name.ljust(width)}  {install_line(name, family)}" for name in names),
+        *(f"lab: {line}" for line in WITHOUT_LAB),
+        "lab: then `uv run invoke tools.check` says what this machine has",
+    )
+
 
 def parse_os_release(text: str) -> dict[str, str]:
     """Parse /etc/os-release into a dict."""

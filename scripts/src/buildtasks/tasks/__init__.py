@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from buildtasks.tasks import docker, docker_distribute, docker_scan, docker_sign, lab, lint, secrets
+from buildtasks.tasks import (
+    docker,
+    docker_distribute,
+    docker_scan,
+    docker_sign,
+    lab,
+    lint,
+    secrets,
+    tools,
+)
 
 namespace = Collection()
 docker_tasks = Collection.from_module(docker)
@@ -15,3 +24,4 @@ namespace.add_collection(docker_tasks, name="docker")
 namespace.add_collection(Collection.from_module(lab), name="lab")
 namespace.add_collection(Collection.from_module(lint), name="lint")
 namespace.add_collection(Collection.from_module(secrets), name="secrets")
+namespace.add_collection(Collection.from_module(tools), name="tools")
