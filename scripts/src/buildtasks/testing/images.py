@@ -9,6 +9,7 @@ service port with a `container_port` fixture. The image under test comes from
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -26,6 +27,7 @@ import pytest
 
 from buildtasks import containers
 from buildtasks.containers import unpacked_bytes
+from buildtasks.engine import remote_host
 from buildtasks.imagetests import BUDGET_ENV, IMAGE_ENV
 
 
@@ -51,13 +53,18 @@ class Response:
 
 @dataclass
 class Container:
-    """A running container whose service port is published on 127.0.0.1."""
+    """A running container whose service port is published where this process reaches it.
+
+    On a local engine (a socket: the lab, Docker Desktop, Colima) that is 127.0.0.1; on a
+    remote one (`DOCKER_HOST=tcp://host:2375`, `ssh://user@host`) the remote host.
+    """
 
     name: str
     port: int
+    address: str = "127.0.0.1"
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.address}:{self.port}{path}"
 
     def request(self, path: str, method: str = "GET", timeout: float = 10) -> Response:
         req = urllib.request.Request(self.url(path), method=method)
@@ -121,6 +128,27 @@ def network() -> Iterator[str]:
     docker("network", "rm", name)
 
 
+def engine_endpoint() -> str:
+    """DOCKER_HOST, or the current docker context's endpoint."""
+    if host := os.environ.get("DOCKER_HOST", ""):
+        return host
+    context = docker("context", "inspect", "--format", "{{.Endpoints.docker.Host}}", check=False)
+    return context.stdout.strip()
+
+
+@functools.cache
+def published_address() -> tuple[str, str]:
+    """(bind, connect): where containers publish their port and where the tests connect.
+
+    A remote engine publishes on all its interfaces and is reached by its host name; a
+    local one (or one reached over loopback) publishes on 127.0.0.1 only.
+    """
+    host = remote_host(engine_endpoint())
+    if not host or host == "localhost" or host.startswith("127.") or host == "::1":
+        return "127.0.0.1", "127.0.0.1"
+    return "0.0.0.0", host
+
+
 @pytest.fixture
 def run_container(image: str, container_port: int) -> Iterator:
     """Start containers of the image under test (or of `image=`); all are removed afterwards."""
@@ -135,7 +163,8 @@ def run_container(image: str, container_port: int) -> Iterator:
         image: str = image,
     ) -> Container:
         name = f"imgtest-{uuid.uuid4().hex[:8]}"
-        argv = ["run", "-d", "--name", name, "-p", f"127.0.0.1::{port}"]
+        bind, connect = published_address()
+        argv = ["run", "-d", "--name", name, "-p", f"{bind}::{port}"]
         for key, value in (env or {}).items():
             argv += ["-e", f"{key}={value}"]
         if network:
@@ -145,7 +174,7 @@ def run_container(image: str, container_port: int) -> Iterator:
         docker(*argv, image, *args)
         started.append(name)
         mapped = docker("port", name, f"{port}/tcp").stdout.strip().splitlines()[0]
-        return Container(name, int(mapped.rsplit(":", 1)[1]))
+        return Container(name, int(mapped.rsplit(":", 1)[1]), connect)
 
     yield start
     for name in started:
