@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildtasks.errors import ToolNotFound
+from buildtasks.errors import ConfigError, ToolNotFound
 from buildtasks.files import write_atomic
 
 #: Host families an install line is written for.
@@ -306,14 +306,6 @@ def pinned_versions(pyproject: Path) -> dict[str, tuple[int, int, int]]:
     return pins
 
 
-def _project_pyproject(start: Path) -> Path | None:
-    for directory in (start, *start.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file() and "[tool.buildtasks" in candidate.read_text(encoding="utf-8"):
-            return candidate
-    return None
-
-
 def _cache_file() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "buildtasks" / "tool-versions.json"
@@ -421,8 +413,12 @@ def _outside_path(env: Mapping[str, str], venv_bin: Path | None) -> str:
 
 def _pins() -> dict[str, tuple[int, int, int]]:
     if _MEMO.pins is None:
-        pyproject = _project_pyproject(Path.cwd().resolve())
-        _MEMO.pins = pinned_versions(pyproject) if pyproject else {}
+        from buildtasks.config import find_root
+
+        try:
+            _MEMO.pins = pinned_versions(find_root(Path.cwd().resolve()) / "pyproject.toml")
+        except ConfigError:
+            _MEMO.pins = {}  # outside the repository: no pins to check against
     return _MEMO.pins
 
 
