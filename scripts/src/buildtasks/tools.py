@@ -245,18 +245,22 @@ def host_family(platform: str = sys.platform, os_release: Mapping[str, str] | No
     return "linux"
 
 
-def read_os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
-    """`/etc/os-release` as a mapping (empty when there is none)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return {}
+def parse_os_release(text: str) -> dict[str, str]:
+    """`/etc/os-release` text as a mapping (`ID`, `ID_LIKE`, `VERSION_CODENAME`, ...)."""
     values = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() and not key.startswith("#"):
             values[key.strip()] = value.strip().strip("'\"")
     return values
+
+
+def read_os_release(path: Path = Path("/etc/os-release")) -> dict[str, str]:
+    """This host's `/etc/os-release` (empty when there is none)."""
+    try:
+        return parse_os_release(path.read_text(encoding="utf-8"))
+    except OSError:
+        return {}
 
 
 def install_line(name: str, family: str | None = None) -> str:
@@ -440,7 +444,9 @@ def locate(
     spec = TOOLS.get(name)
     outside = shutil.which(name, path=_outside_path(env, venv))
     wheel = shutil.which(name, path=str(venv)) if venv else None
-    if spec is None or not spec.version_args or not outside:
+    # Only a pin (tools with a wheel) or a minimum makes a PATH copy's version matter.
+    checked = spec is not None and bool(spec.version_args) and bool(spec.wheel or spec.minimum)
+    if not checked or not outside:
         if outside or wheel:
             return Located(name, outside or wheel or "", "PATH" if outside else "locked wheel")
         raise ToolNotFound(f"{name} not found: {install_line(name)}")
@@ -497,7 +503,7 @@ class Row:
     core: bool = False
 
 
-def check(name: str, family: str | None = None) -> Row:
+def check(name: str) -> Row:
     """Look `name` up as the tasks would and say where it is, which version, and why."""
     spec = TOOLS[name]
     try:

@@ -139,7 +139,7 @@ class Lab:
             raise BuildtasksError(
                 f"lab.up must install {', '.join(missing)}: rerun as root (sudo -E uv run invoke lab.up) or install them"
             )
-        os_release = plan.parse_os_release(Path("/etc/os-release").read_text(encoding="utf-8"))
+        os_release = tools.parse_os_release(Path("/etc/os-release").read_text(encoding="utf-8"))
         self.runner.say(f"lab: installing {', '.join(missing)}")
         if os_release.get("ID") == "debian" and not self.runner.dry:
             mirror = plan.debian_mirror(apt_sources_text(), os_release.get("VERSION_CODENAME", ""))

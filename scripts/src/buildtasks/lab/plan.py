@@ -14,6 +14,7 @@ from pathlib import Path
 from buildtasks.command import Command
 from buildtasks.errors import ConfigError
 from buildtasks.refs import BaseRef, is_loopback
+from buildtasks.tools import install_line
 
 # ------------------------------------------------------------------ packages
 
@@ -94,24 +95,12 @@ WITHOUT_LAB = (
 
 def elsewhere_lines(family: str, names: Sequence[str]) -> tuple[str, ...]:
     """What lab.up tells a host it does not set up: one install line per tool, then the rest."""
-    from buildtasks.tools import install_line
-
     width = max((len(n) for n in names), default=0)
     return (
         *(f"lab: {name.ljust(width)}  {install_line(name, family)}" for name in names),
         *(f"lab: {line}" for line in WITHOUT_LAB),
         "lab: then `uv run invoke tools.check` says what this machine has",
     )
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    """Parse /etc/os-release into a dict."""
-    result = {}
-    for line in text.splitlines():
-        if "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            result[key.strip()] = value.strip().strip('"')
-    return result
 
 
 def apt_packages(missing: Sequence[str], os_release: Mapping[str, str]) -> tuple[str, ...]:

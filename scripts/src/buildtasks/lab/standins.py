@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildtasks import tools
 from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
 from buildtasks.config import Config
@@ -161,7 +162,7 @@ class Seeder:
             include += ["python3", "python3-venv"]
         with tempfile.TemporaryDirectory(prefix=f"lab-{arch}-", dir=self.home) as tmp:
             root = Path(tmp) / "rootfs"
-            os_release = plan.parse_os_release(read_text("/etc/os-release"))
+            os_release = tools.parse_os_release(read_text("/etc/os-release"))
             mirror = (
                 plan.debian_mirror(apt_sources_text(), self.config.lab.suite)
                 if os_release.get("ID") == "debian"

@@ -20,8 +20,7 @@ def check(c: Context) -> None:
     """
     from buildtasks import engine, tools
 
-    family = tools.host_family()
-    rows = [tools.check(name, family) for name in tools.REPORTED]
+    rows = [tools.check(name) for name in tools.REPORTED]
     rows += engine.check_rows(runner_for(c))
     width = max(len(row.name) for row in rows)
     for row in rows:
