@@ -4,6 +4,8 @@ The lab is the project's embedded default, like SQLite for a database: a Docker 
 the containerd image store, a registry on 127.0.0.1:5000 wired in as the docker.io mirror,
 base-image stand-ins seeded into it when no upstream registry is reachable, and QEMU on request.
 Everything is idempotent: a part that is already there is reported and left alone.
+On a GitHub-hosted runner (`hosted_plan.github_hosted`) the lab is the runner's own engine, given the
+containerd image store; `buildtasks.lab.hosted` does that, and nothing else here runs.
 
 The lab writes what builds need to know into its state file (`buildtasks.labstate`); builds
 read that file and never import this package.
@@ -30,6 +32,8 @@ from buildtasks.files import write_atomic
 from buildtasks.lab import plan
 from buildtasks.lab.engines import SideEngine
 from buildtasks.lab.files import DAEMON_JSON, read_daemon_json, write_daemon_json
+from buildtasks.lab.hosted import HostedLab
+from buildtasks.lab.hosted_plan import github_hosted
 from buildtasks.lab.probes import (
     apt_sources_text,
     engine_running,
@@ -64,6 +68,14 @@ class Lab:
     family: str = field(default_factory=tools.host_family)
     #: Where a root lab keeps the registry's config and storage.
     registry_dir: Path = plan.SYSTEM_REGISTRY_DIR
+    #: A GitHub-hosted runner (`hosted_plan.github_hosted`): its engine is configured, nothing
+    #: is installed or started (`lab.hosted`).
+    hosted: bool = field(default_factory=lambda: github_hosted(os.environ))
+
+    @property
+    def on_runner(self) -> HostedLab:
+        """The lab's parts on a GitHub-hosted runner: its own engine, configured."""
+        return HostedLab(self.config, self.runner, self.home, self.detect_ca)
 
     @property
     def registry(self) -> str:
@@ -458,6 +470,8 @@ class Lab:
     ) -> State:
         if self.family not in plan.LAB_FAMILIES and self.family != "linux":
             self.refuse_host(tools.REPORTED)
+        if self.hosted:
+            return self.on_runner.up(qemu=qemu, classic_engine=classic_engine)
         plan.check_lab_registry(self.config.lab.registry)  # before anything changes
         state = State.load(self.home)
         self.install(qemu=qemu)
@@ -602,6 +616,8 @@ class Lab:
 
     def status(self) -> list[tuple[str, bool, str]]:
         """Return (part, ok, detail) rows for every part of the lab."""
+        if self.hosted:
+            return self.on_runner.status()
         state = State.load(self.home)
         rows = []
         missing = self.missing_tools(qemu=False)
@@ -618,11 +634,7 @@ class Lab:
                 Command(("docker", "info", "--format", "{{json .}}")), timeout=20
             )
             data = json.loads(info or "{}")
-            store = (
-                "containerd"
-                if "io.containerd.snapshotter" in json.dumps(data.get("DriverStatus"))
-                else "classic"
-            )
+            store = plan.image_store(json.dumps(data.get("DriverStatus")))
             mirrors = ", ".join(data.get("RegistryConfig", {}).get("Mirrors") or []) or "none"
             rows.append(
                 (

@@ -254,6 +254,15 @@ def mirror_listed(mirrors: Sequence[object], mirror: str) -> bool:
     return any(_same_mirror(m, mirror) for m in mirrors)
 
 
+def image_store(driver_status: str) -> str:
+    """The engine's image store, "containerd" or "classic", from `docker info`'s DriverStatus.
+
+    Any rendering works (`{{.DriverStatus}}`, `{{json .DriverStatus}}`, `{{json .}}`): the
+    containerd store names its snapshotter there (`io.containerd.snapshotter.v1`).
+    """
+    return "containerd" if "io.containerd.snapshotter" in driver_status else "classic"
+
+
 def registry_config(address: str, storage: Path) -> str:
     """Return a minimal distribution-registry config: one address, filesystem storage."""
     return json.dumps(

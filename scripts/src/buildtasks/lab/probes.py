@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from buildtasks.buildx import engine_probe
+from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError, EngineUnavailable
-from buildtasks.lab.plan import status_uid
+from buildtasks.lab.plan import image_store, parse_binfmt_entry, qemu_name, status_uid
 from buildtasks.runner import Runner
 
 UPSTREAMS = {"docker.io": "registry-1.docker.io", "ghcr.io": "ghcr.io"}
@@ -41,6 +42,17 @@ def engine_running(runner: Runner) -> str:
         return runner.output(engine_probe(), timeout=20)
     except (BuildtasksError, OSError):
         return ""
+
+
+def engine_store(runner: Runner) -> str:
+    """The running engine's image store, "containerd" or "classic"; "" when none answers."""
+    try:
+        status = runner.output(
+            Command(("docker", "info", "--format", "{{json .DriverStatus}}")), timeout=20
+        )
+    except (BuildtasksError, OSError):
+        return ""
+    return image_store(status)
 
 
 def wait_for(check, what: str, seconds: float, log: Path | None = None) -> None:
@@ -115,6 +127,20 @@ def read_text(path: str | Path) -> str:
         return Path(path).read_text(encoding="utf-8")
     except OSError:
         return ""
+
+
+def read_optional(path: Path) -> str | None:
+    """A file's text, None when it does not exist (other errors are raised)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def binfmt_registered(arch: str) -> bool:
+    """Whether the kernel has an enabled QEMU handler for `arch` (any registrar's)."""
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{qemu_name(arch)}"
+    return parse_binfmt_entry(read_text(entry)).enabled
 
 
 def apt_sources_text() -> str:

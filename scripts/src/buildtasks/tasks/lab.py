@@ -12,17 +12,21 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 
 @task(
     help={
-        "qemu": "Also set up QEMU so foreign platforms (linux/arm64) build and run",
-        "platform": "Platforms to seed base-image stand-ins for (default linux/amd64)",
+        "qemu": "Also set up QEMU so foreign platforms (linux/arm64) build and run "
+        "(on a GitHub-hosted runner: the pinned tonistiigi/binfmt image)",
+        "platform": "Platforms to seed base-image stand-ins for (default linux/amd64; "
+        "none on a GitHub-hosted runner)",
         "classic-engine": "Also start a second engine with the classic (overlay2) image store "
-        "(default: [tool.buildtasks.lab] classic-engine)",
+        "(default: [tool.buildtasks.lab] classic-engine; never on a GitHub-hosted runner)",
     }
 )
 @errors_to_exit
-def up(
-    c: Context, qemu: bool = False, platform: str = "linux/amd64", classic_engine: bool = False
-) -> None:
-    """Make this machine ready to build: engine, buildx, registry, base images."""
+def up(c: Context, qemu: bool = False, platform: str = "", classic_engine: bool = False) -> None:
+    """Make this machine ready to build: engine, buildx, registry, base images.
+
+    On a GitHub-hosted runner (GITHUB_ACTIONS=true and RUNNER_ENVIRONMENT=github-hosted) it
+    installs and starts nothing: it gives the runner's engine the containerd image store.
+    """
     from buildtasks.lab.ops import Lab
 
     platforms = parse_platforms(platform)
@@ -34,7 +38,11 @@ def up(
 @task
 @errors_to_exit
 def status(c: Context) -> None:
-    """Report each part of the lab; exit 1 when a required part is down."""
+    """Report each part of the lab; exit 1 when a required part is down.
+
+    On a GitHub-hosted runner the lab is the runner's engine and buildx: no registry or
+    stand-in rows, and the engine row fails unless it uses the containerd image store.
+    """
     from buildtasks.lab.ops import Lab
 
     rows = Lab(load_config(c), runner_for(c)).status()
