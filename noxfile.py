@@ -13,7 +13,7 @@ nox.options.error_on_external_run = False
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint Python (ruff), shell (shellcheck), Dockerfiles (hadolint, trivy) and workflows (zizmor)."""
+    """Lint Python (ruff), shell (shellcheck), Dockerfiles (hadolint, trivy), workflows (zizmor, actionlint)."""
     sessions.lint(session)
 
 

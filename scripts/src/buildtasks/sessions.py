@@ -15,11 +15,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from buildtasks import config as config_mod
-from buildtasks import imagetests, labstate
+from buildtasks import imagetests, labstate, tools
 from buildtasks.build import BuildOptions, build_image, preflight
 from buildtasks.command import Command
 from buildtasks.errors import BuildtasksError
-from buildtasks.lint import lint_commands
+from buildtasks.lint import lint_commands, prepare_actionlint
 from buildtasks.runner import Runner
 
 
@@ -39,7 +39,8 @@ def run(session, command: Command) -> None:
     """
     runner = Runner(echo=False, out=sys.stdout)
     executable = runner.resolve(command.tool)
-    session.run(executable, *command.argv[1:], env=dict(command.env) or None, external=True)
+    with session.chdir(command.cwd) if command.cwd else contextlib.nullcontext():
+        session.run(executable, *command.argv[1:], env=dict(command.env) or None, external=True)
 
 
 def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:
@@ -54,7 +55,8 @@ def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:
 def lint(session) -> None:
     with errors_to_session(session):
         config = config_mod.load()
-        for command in lint_commands(config.root, config):
+        actionlint = prepare_actionlint(Runner(out=sys.stdout), config.root, tools.cache_home())
+        for command in lint_commands(config.root, config, actionlint=actionlint):
             run(session, command)
 
 

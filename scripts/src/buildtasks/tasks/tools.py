@@ -31,3 +31,39 @@ def check(c: Context) -> None:
         raise BuildtasksError(
             f"cannot build here: {', '.join(failed)} not ready (the lines above say how)"
         )
+
+
+@task(
+    help={
+        "name": "Tool to install, e.g. gitleaks (also the first positional argument)",
+        "dest": "Directory to install the binary into (default: ~/.local/bin)",
+        "mirror": "URL standing for the release downloads, e.g. an internal mirror of "
+        "https://github.com/gitleaks/gitleaks/releases/download (the checksum is still checked)",
+    }
+)
+@errors_to_exit
+def install(c: Context, name: str, dest: str = "", mirror: str = "") -> None:
+    """Install a pinned tool release, checksum-verified, unless a good enough copy is on PATH.
+
+    A copy on PATH that passes the checks every task makes (gitleaks: 8.19 or later) is used
+    and nothing is downloaded. Otherwise the release `tools.TOOLS` pins for this OS and CPU is
+    downloaded (the proxy environment and system CAs honoured), its sha256 checked before it
+    is unpacked, and the binary put in --dest; under GitHub Actions the directory is appended
+    to $GITHUB_PATH so the next steps find it.
+    """
+    import os
+    import platform
+    from pathlib import Path
+
+    from buildtasks import downloads, tools
+
+    github_path = os.environ.get("GITHUB_PATH")
+    downloads.install(
+        name,
+        dest=Path(dest or "~/.local/bin").expanduser().absolute(),
+        host=downloads.host_platform(platform.system(), platform.machine()),
+        family=tools.host_family(),
+        mirror=mirror,
+        github_path=Path(github_path) if github_path else None,
+        dry=runner_for(c).dry,
+    )
