@@ -21,6 +21,10 @@ def pytest_configure(config) -> None:
     if "BUILDTASKS_ARTIFACTS_DIR" not in os.environ:
         os.environ["BUILDTASKS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="buildtasks-tests-")
     os.environ["BUILDTASKS_ALLOW_TEST_DB"] = "1"
+    # The images ship linux/amd64 and linux/arm64; a test builds this machine's platform
+    # unless it asks for more (test_distribution.py, the workflows under act, and
+    # `nox -s image_tests` build both), so the suite stays within its time.
+    os.environ.setdefault("BUILDTASKS_PLATFORMS", "linux/amd64")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +65,13 @@ def backend_image(lab, repo_root) -> BuiltImage:
     from buildtasks.build import BuildOptions, build_image
     from buildtasks.runner import Runner
 
-    config = config_mod.load(repo_root, env={"BUILDTASKS_ARTIFACTS_DIR": artifacts()})
+    config = config_mod.load(
+        repo_root,
+        env={
+            "BUILDTASKS_ARTIFACTS_DIR": artifacts(),
+            "BUILDTASKS_PLATFORMS": os.environ["BUILDTASKS_PLATFORMS"],
+        },
+    )
     name = unique_repo(lab, "monorepo")
     runner = Runner()
     outcome = build_image(

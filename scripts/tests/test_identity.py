@@ -190,13 +190,23 @@ def job_condition(job: str) -> str:
 
 
 def test_only_the_release_workflow_can_get_a_signing_token(repo_root):
+    """The release workflow's jobs ask for the token; its callers grant it to the call alone."""
     sign = config_mod.load(repo_root, env={}).sign
-    granting = sorted(
-        str(path.relative_to(repo_root))
-        for path in (repo_root / ".github/workflows").glob("*.y*ml")
-        if "id-token: write" in path.read_text(encoding="utf-8")
-    )
-    assert granting == [sign.release_workflow]
+    for path in sorted((repo_root / ".github/workflows").glob("*.y*ml")):
+        name = str(path.relative_to(repo_root))
+        if name == sign.release_workflow:
+            continue
+        for job_id, job in workflow_jobs(path.read_text(encoding="utf-8")).items():
+            if "id-token: write" in job:
+                # A caller must grant what the called workflow's jobs need, and nothing else
+                # may run in that job.
+                assert re.search(
+                    rf"^    uses: \./{re.escape(sign.release_workflow)}\b", job, re.M
+                ), (
+                    f"{name} job {job_id} can get a signing token but is not a call of "
+                    f"{sign.release_workflow}"
+                )
+                assert "steps:" not in job, f"{name} job {job_id}"
 
 
 @pytest.mark.parametrize(
@@ -205,7 +215,8 @@ def test_only_the_release_workflow_can_get_a_signing_token(repo_root):
         ("push", "refs/heads/main", True),
         ("push", "refs/tags/v1.2.3", True),
         ("workflow_dispatch", "refs/heads/main", True),
-        ("push", "refs/heads/develop", False),
+        ("push", "refs/heads/develop", True),
+        ("push", "refs/heads/feature/x", False),
         ("workflow_dispatch", "refs/heads/feature/x", False),
         ("workflow_dispatch", "refs/tags/v1/x", False),
         ("workflow_dispatch", "refs/tags/nightly", False),

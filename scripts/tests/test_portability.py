@@ -161,6 +161,9 @@ def user_env(foreign_engine, tmp_path_factory) -> dict[str, str]:
         "BUILDTASKS_ARTIFACTS_DIR": str(home / "artifacts"),
         "BUILDTASKS_CACHE_DIR": str(home / "cache"),
         "GITHUB_ACTIONS": "",
+        # The images ship amd64 and arm64; this engine pulled its bases for its own platform
+        # only, as a laptop builds for itself.
+        "BUILDTASKS_PLATFORMS": "linux/amd64",
     }
     # Behind this machine's TLS-intercepting proxy, as a corporate user is: the CA is their
     # own setting (BUILDTASKS_CA_CERT), not something the lab hands over.

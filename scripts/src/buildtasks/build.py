@@ -213,6 +213,7 @@ def build_cache(
         local_present=(base / "index.json").is_file(),
         repository=repository,
         slug=slug,
+        read_only=caches.in_pull_request(env),
     )
     if note:
         runner.say(note)
@@ -310,6 +311,7 @@ def build_image(
     for warning in meta.warnings:
         runner.say(f"warning: {warning}")
     push = options.push or options.push_by_digest
+    no_cache = options.no_cache or config.no_cache
     state = lab_state if lab_state is not None else labstate.read(env)
     builder = current_builder(runner, on.buildx_name)
     # The docker driver always loads: its image is pushed from the engine's store. A builder
@@ -344,7 +346,7 @@ def build_image(
         # BuildKit dates the image config and history by it; `rewrite-timestamp` clamps the
         # layers' file times to it: one commit, one image.
         build_args["SOURCE_DATE_EPOCH"] = str(meta.source_date_epoch)
-    if options.no_cache:
+    if no_cache:
         build_args.update(no_cache_args(dockerfile_text))
     build_args.update(parse_build_args(options.build_args))
     cache = build_cache(
@@ -369,8 +371,17 @@ def build_image(
     repos = repositories(tags)
     rewrite = builder.reproducible and meta.source_date_epoch is not None
     layout = out.parent / "oci" if load and rewrite and builder.loads_through_oci else None
+    # A per-platform build names its image in the engine after its platform: builds of the
+    # other platforms may load into the same engine at the same time (one machine standing in
+    # for several runners), and one name for both would leave the first image unnamed, which
+    # the containerd store then forgets. Its tags are made in the registry, at the merge.
+    local_tags = (
+        tuple(f"{t}-{record.platforms_slug(platforms)}" for t in tags)
+        if options.push_by_digest
+        else tags
+    )
     request = buildx.BuildRequest(
-        tags=tags,
+        tags=local_tags,
         platforms=platforms,
         metadata_file=str(out),
         push_by_digest=repos if push and builder.pushes_itself else (),
@@ -379,7 +390,7 @@ def build_image(
         rewrite_timestamp=rewrite,
         load=load,
         progress="plain" if options.verbose else "auto",
-        no_cache=options.no_cache,
+        no_cache=no_cache,
         cache=cache,
         build_args=build_args,
         labels=meta.labels,
@@ -401,7 +412,7 @@ def build_image(
             prune_cache(Path(cache.local_dir))
         digest = record.read_metadata(out).digest
         if layout:
-            load_layout(layout, digest, tags, runner)
+            load_layout(layout, digest, local_tags, runner)
         record.add_facts(
             out,
             tags=tags,

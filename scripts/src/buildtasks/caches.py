@@ -9,7 +9,8 @@
 * `gha`: the GitHub Actions cache service, inside Actions, with a builder that can export it.
 * `none`: no import, no export.
 
-`auto` picks `gha` inside GitHub Actions when the builder can use it, else `local`. A builder
+`auto` picks `gha` inside GitHub Actions when the builder can use it, else `local`. A pull
+request's build reads a registry cache without writing it. A builder
 that cannot export the chosen cache (the classic image store's docker driver) still reads a
 registry cache; for the rest the build says so in one line and goes on without.
 """
@@ -49,6 +50,11 @@ def registry_ref(repository: str, slug: str) -> str:
     return f"{repository}:buildcache-{slug}"
 
 
+def in_pull_request(env: Mapping[str, str]) -> bool:
+    """Whether this build runs for a pull request (GitHub's `pull_request*` events)."""
+    return env.get("GITHUB_EVENT_NAME", "").startswith("pull_request")
+
+
 def in_github_actions(env: Mapping[str, str]) -> bool:
     """Whether the GitHub Actions cache service is reachable from this build."""
     return env.get("GITHUB_ACTIONS") == "true" and bool(
@@ -72,6 +78,7 @@ def choose(
     local_present: bool,
     repository: str,
     slug: str,
+    read_only: bool = False,
 ) -> tuple[CacheSpec | None, str]:
     """The cache for one build, and the note to print (''): see the module docstring."""
     container = bool(driver) and driver != "docker"
@@ -100,6 +107,12 @@ def choose(
             # Importing works on any builder; exporting needs cache export support.
             return CacheSpec("registry", (source,)), NO_EXPORT.format(
                 kind="registry", what="writing it (reading it still)"
+            )
+        if read_only:
+            # A pull request leaves the registry as it found it: a fork's token cannot write,
+            # and unreviewed layers stay out of the cache every later build reads.
+            return CacheSpec("registry", (source,)), (
+                f"note: a pull request reads the registry cache {ref} without writing it"
             )
         dest = f"type=registry,ref={ref},mode=max,image-manifest=true,oci-mediatypes=true"
         return CacheSpec("registry", (source,), dest), ""

@@ -19,6 +19,7 @@ from typing import Any
 from buildtasks.builders import BuilderSpec, parse_builder
 from buildtasks.caches import check_kind
 from buildtasks.errors import ConfigError
+from buildtasks.paths import check_patterns
 
 #: The lab registry: where images go unless configured otherwise.
 LAB_REGISTRY = "127.0.0.1:5000"
@@ -39,6 +40,8 @@ SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 #: trusts only this workflow on these refs (see `sign.modes.github_identity_regexp`).
 RELEASE_WORKFLOW = ".github/workflows/ci.yml"
 RELEASE_REFS = ("refs/heads/main", "refs/tags/v*")
+#: GitHub's native runners per platform: each platform builds on its own architecture.
+RUNNERS = {"linux/amd64": "ubuntu-24.04", "linux/arm64": "ubuntu-24.04-arm"}
 WORKFLOW_PATH_RE = re.compile(r"^\.github/workflows/[^/]+\.ya?ml$")
 RELEASE_REF_RE = re.compile(r"^refs/(?:heads|tags)/[^\s@~^:\\\[]+$")
 REPOSITORY_RE = re.compile(
@@ -65,6 +68,8 @@ class ImageSpec:
     flavor: tuple[str, ...] = ()
     #: The build cache of this image (`caches.KINDS`); '' follows the top-level `cache`.
     cache: str = ""
+    #: What the image is built from beyond the shared `paths` (GitHub filter patterns).
+    paths: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,26 @@ class Config:
     cache: str = "auto"
     #: Platform → builder (`[tool.buildtasks.builders]`); unlisted platforms use `default`.
     builders: Mapping[str, BuilderSpec] = field(default_factory=dict)
+    #: Files every image is built from (the lock files, the tooling, the shared workflow).
+    paths: tuple[str, ...] = ()
+    #: Platform → the GitHub Actions runner label its build job runs on.
+    runners: Mapping[str, str] = field(default_factory=lambda: dict(RUNNERS))
+    #: Build without any cache (BUILDTASKS_NO_CACHE): what `--no-cache` does, for every build.
+    no_cache: bool = False
+
+    def image_paths(self, image: ImageSpec) -> tuple[str, ...]:
+        """Everything `image` is built from, as GitHub `paths` filter patterns."""
+        return (*self.paths, *image.paths)
+
+    def runner_for(self, platform: str) -> str:
+        """The runner label the build job of `platform` runs on, or fail naming the key."""
+        try:
+            return self.runners[platform]
+        except KeyError:
+            raise ConfigError(
+                f"no runner for {platform}: add it to [tool.buildtasks.runners], e.g. "
+                f'"{platform}" = "ubuntu-24.04" (emulated with QEMU) or a native runner label'
+            ) from None
 
     def cache_kind(self, image: ImageSpec) -> str:
         """The cache kind configured for `image`."""
@@ -178,6 +203,8 @@ _TOP_KEYS = (
     "sign",
     "lab",
     "builders",
+    "paths",
+    "runners",
 )
 _IMAGE_KEYS = (
     "repository",
@@ -193,6 +220,7 @@ _IMAGE_KEYS = (
     "tags",
     "flavor",
     "cache",
+    "paths",
 )
 _SCAN_KEYS = (
     "severity",
@@ -226,6 +254,8 @@ ENV_VARS = {
     "BUILDTASKS_COSIGN_KEY": "sign.key",
     "BUILDTASKS_COSIGN_PUBLIC_KEY": "sign.public-key",
     "BUILDTASKS_BUILDERS": "builders",
+    "BUILDTASKS_CACHE": "cache",
+    "BUILDTASKS_NO_CACHE": "no cache for every build (--no-cache)",
 }
 
 
@@ -378,6 +408,7 @@ def _parse_image(key: str, table: Any) -> ImageSpec:
         cache=check_kind(_str(table["cache"], f"{where}.cache"), f"{where}.cache")
         if "cache" in table
         else "",
+        paths=check_patterns(_str_list(table.get("paths", []), f"{where}.paths"), f"{where}.paths"),
     )
 
 
@@ -451,8 +482,22 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
             _str(table.get("cache", "auto"), "tool.buildtasks.cache"), "tool.buildtasks.cache"
         ),
         builders=_parse_builders(table.get("builders", {})),
+        paths=check_patterns(
+            _str_list(table.get("paths", []), "tool.buildtasks.paths"), "tool.buildtasks.paths"
+        ),
+        runners=_parse_runners(table.get("runners", {})),
     )
     return apply_env(config, env)
+
+
+def _parse_runners(table: Any, where: str = "tool.buildtasks.runners") -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table of platform = runner label")
+    runners = dict(RUNNERS)
+    for platform, label in table.items():
+        (parsed,) = parse_platforms([platform], f"{where} key")
+        runners[parsed] = _str(label, f"{where}.{platform!r}")
+    return runners
 
 
 def apply_env(config: Config, env: Mapping[str, str]) -> Config:
@@ -469,7 +514,13 @@ def apply_env(config: Config, env: Mapping[str, str]) -> Config:
                 f"(known: {', '.join(ENV_VARS)})"
             )
     if value := env.get("BUILDTASKS_REGISTRY"):
-        config = replace(config, registry=value.rstrip("/"))
+        config = replace(config, registry=registry_name(value))
+    if value := env.get("BUILDTASKS_CACHE"):
+        config = replace(config, cache=check_kind(value, "BUILDTASKS_CACHE"))
+    if "BUILDTASKS_NO_CACHE" in env:
+        config = replace(
+            config, no_cache=_env_bool(env["BUILDTASKS_NO_CACHE"], "BUILDTASKS_NO_CACHE")
+        )
     if value := env.get("BUILDTASKS_CACHE_DIR"):
         config = replace(config, cache_dir=value)
     if "BUILDTASKS_CA_CERT" in env:
@@ -522,6 +573,26 @@ _ENV_IGNORED = frozenset(
 )
 #: Prefixes of variables the image tests read (BUILDTASKS_IMAGE_BACKEND=sha256:...).
 _ENV_IGNORED_PREFIXES = ("BUILDTASKS_IMAGE_",)
+
+
+def registry_name(value: str) -> str:
+    """A registry and namespace as docker accepts it: no trailing `/`, a lowercase path.
+
+    `ghcr.io/${{ github.repository_owner }}` keeps the owner's capitals (`ghcr.io/Acme`),
+    which docker refuses in a repository name; metadata-action lowercases it too.
+    """
+    host, sep, path = value.strip().rstrip("/").partition("/")
+    return f"{host}{sep}{path.lower()}"
+
+
+def _env_bool(value: str, name: str) -> bool:
+    """A boolean environment value as GitHub Actions writes them (`true`/`false`, or empty)."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def find_root(start: Path) -> Path:

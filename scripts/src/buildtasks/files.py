@@ -43,3 +43,17 @@ def write_atomic(
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append `text` to `path` (GitHub's `$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, ...).
+
+    A file that cannot be written is a one-line error naming it, not a traceback.
+    """
+    from buildtasks.errors import BuildtasksError
+
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise BuildtasksError(f"cannot write {path}: {exc.strerror or exc}") from None

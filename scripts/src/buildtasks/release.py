@@ -1,6 +1,10 @@
 """The release chain: build → image tests → push by digest → scan → SBOM → sign → attest →
 verify → tags.
 
+With `from_dir` (CI's merge job) the build is replaced by the merge of the per-platform digests
+that the build jobs pushed: the index is created untagged and the same gates run on it, the
+image tests included (they pull the index by digest and run this machine's platform).
+
 One digest flows through the whole chain. The image is pushed untagged, by digest, right after
 its tests; the scan and the SBOM then read exactly those registry bytes (every platform), and
 that digest is signed, attested and verified. Tags are applied last, in the registry, and only
@@ -11,7 +15,9 @@ once every gate of every selected image has passed: a failing gate leaves an unt
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -25,19 +31,21 @@ from buildtasks.build import (
     publish_build,
 )
 from buildtasks.config import Config, ImageSpec
-from buildtasks.errors import CommandFailed, GateFailed
+from buildtasks.errors import CommandFailed, ConfigError, GateFailed
 from buildtasks.imagetests import image_test_command
+from buildtasks.merge import MergeOptions, merge_image
 from buildtasks.record import require_real_bases
 from buildtasks.refs import registry_of
 from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
-from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
+from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image, severity_counts
 from buildtasks.sign import (
     SignOptions,
     attest_image,
     require_signing_ready,
     sign_image,
+    signer_description,
     verify_image,
 )
 
@@ -52,6 +60,8 @@ class ReleaseOptions:
     #: Stop after the gates (pull requests): nothing is pushed or signed.
     push: bool = True
     test: bool = True
+    #: Release the per-platform digests recorded in this folder instead of building.
+    from_dir: str = ""
 
 
 @dataclass
@@ -65,10 +75,28 @@ class Stage:
     sboms: tuple[Path, ...] = ()
     ref: str = ""
     steps: list[str] = field(default_factory=list)
+    #: (step, seconds) in the order the steps ran.
+    timings: list[tuple[str, float]] = field(default_factory=list)
+    #: Vulnerability findings of the scan by severity.
+    findings: dict[str, int] = field(default_factory=dict)
+    gate: tuple[str, ...] = ()
+    #: Who signed, as the verification found it.
+    signer: str = ""
 
 
 def _say(runner: Runner, image: ImageSpec, message: str) -> None:
     runner.say(f"==> {image.key}: {message}")
+
+
+@contextmanager
+def _step(stage: Stage, runner: Runner, name: str, message: str = "") -> Iterator[None]:
+    """Announce one step of `stage`'s chain and record how long it took (even when it fails)."""
+    _say(runner, stage.image, message or name)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        stage.timings.append((name, time.monotonic() - started))
 
 
 def gates(
@@ -86,22 +114,37 @@ def gates(
     The stage is appended to `started` as soon as it exists, so a failure later on can say
     what this image left behind.
     """
-    _say(runner, image, "build")
-    outcome = build_image(config, image, _load_only(options.build), runner, env=env, now=now)
-    stage = Stage(image, outcome, steps=[f"built {outcome.digest}"])
+    stage = Stage(image, _placeholder(image))
+    if options.from_dir:
+        with _step(stage, runner, "merge", "merge the platform digests, untagged"):
+            outcome = merge_image(
+                config,
+                image,
+                runner,
+                MergeOptions(from_dir=options.from_dir, untagged=True),
+                env=env,
+                now=now,
+            )
+        stage.steps.append(f"merged {', '.join(outcome.platforms)} into {outcome.ref}")
+    else:
+        with _step(stage, runner, "build"):
+            outcome = build_image(
+                config, image, _load_only(options.build), runner, env=env, now=now
+            )
+        stage.steps.append(f"built {outcome.digest}")
+    stage.build = outcome
     if started is not None:
         started.append(stage)
+    tested = outcome.ref if options.from_dir else outcome.digest
     if options.test and image.tests:
-        _say(runner, image, f"image tests on {outcome.digest[:19]}")
-        try:
-            runner.run(image_test_command(image, outcome.digest, root=config.root))
-        except CommandFailed:
-            raise GateFailed(
-                f"image tests failed for {image.key} ({outcome.digest[:19]})"
-            ) from None
+        with _step(stage, runner, "image tests", f"image tests on {tested}"):
+            try:
+                runner.run(image_test_command(image, tested, root=config.root))
+            except CommandFailed:
+                raise GateFailed(f"image tests failed for {image.key} ({tested})") from None
         stage.steps.append("image tests passed")
-    target = outcome.digest
-    if options.push:
+    target = outcome.ref if options.from_dir else outcome.digest
+    if options.push and not options.from_dir:
         require_real_bases(
             image.key,
             "release",
@@ -110,38 +153,45 @@ def gates(
             lab_registry=config.lab.registry,
             allow=options.build.allow_stand_ins,
         )
-        _say(runner, image, "push by digest, untagged")
-        outcome = stage.build = publish_build(config, outcome, runner, tag=False)
+        with _step(stage, runner, "push", "push by digest, untagged"):
+            outcome = stage.build = publish_build(config, outcome, runner, tag=False)
         target = outcome.ref
         stage.steps.append(f"pushed untagged {target}")
-    _say(runner, image, "scan")
     local = replace(options.scan, local=not options.push)
-    scan_dockerfile(config, image, runner, options=local)
-    result = scan_image(
-        config,
-        image,
-        target,
-        runner,
-        options=local,
-        env=env,
-        platforms_built=outcome.platforms,
-    )
+    with _step(stage, runner, "scan"):
+        scan_dockerfile(config, image, runner, options=local)
+        result = scan_image(
+            config,
+            image,
+            target,
+            runner,
+            options=local,
+            env=env,
+            platforms_built=outcome.platforms,
+        )
     stage.scan_report = result.json_path
+    stage.gate = tuple(result.severity)
+    stage.findings = severity_counts(f for f in result.findings if f.kind == "vulnerability")
     stage.steps.append(f"scan gate passed at {','.join(result.severity)}")
-    _say(runner, image, "SBOM")
-    sboms = write_sbom(
-        config,
-        image,
-        target,
-        runner,
-        local=local.local,
-        cache_dir=local.cache_dir,
-        offline=bool(local.offline),
-        platforms_built=outcome.platforms,
-    )
+    with _step(stage, runner, "SBOM"):
+        sboms = write_sbom(
+            config,
+            image,
+            target,
+            runner,
+            local=local.local,
+            cache_dir=local.cache_dir,
+            offline=bool(local.offline),
+            platforms_built=outcome.platforms,
+        )
     stage.sboms = sboms.of_format("cyclonedx")
     stage.steps.append("SBOM written")
     return stage
+
+
+def _placeholder(image: ImageSpec) -> BuildOutcome:
+    """What a stage holds until its build or merge finishes (a failure there leaves nothing)."""
+    return BuildOutcome(image, "", (), Path(), (), False, False)
 
 
 def _target_refs(config: Config, image: ImageSpec, options: BuildOptions) -> tuple[str, ...]:
@@ -164,26 +214,28 @@ def publish(
     env: Mapping[str, str],
 ) -> Stage:
     """Sign, attest and verify the pushed digest, then point the tags at it."""
-    image = stage.image
     stage.ref = stage.build.ref
-    _say(runner, image, f"sign {stage.ref}")
-    sign_image(config, stage.ref, runner, env=env, options=options.sign)
-    _say(runner, image, "attest SBOM and vulnerability report")
-    attest_image(
-        config,
-        stage.ref,
-        runner,
-        env=env,
-        sboms=stage.sboms,
-        vuln_report=stage.scan_report,
-        options=options.sign,
-    )
+    with _step(stage, runner, "sign", f"sign {stage.ref}"):
+        sign_image(config, stage.ref, runner, env=env, options=options.sign)
+    with _step(stage, runner, "attest", "attest SBOM and vulnerability report"):
+        attest_image(
+            config,
+            stage.ref,
+            runner,
+            env=env,
+            sboms=stage.sboms,
+            vuln_report=stage.scan_report,
+            options=options.sign,
+        )
     kinds = [k for k, f in (("cyclonedx", stage.sboms), ("vuln", stage.scan_report)) if f]
-    _say(runner, image, "verify")
-    verify_image(config, stage.ref, runner, env=env, options=options.sign, attestations=kinds)
+    with _step(stage, runner, "verify"):
+        verified = verify_image(
+            config, stage.ref, runner, env=env, options=options.sign, attestations=kinds
+        )
+    stage.signer = signer_description(verified)
     stage.steps += ["signed", "attested", f"verified signature and {', '.join(kinds)}"]
-    _say(runner, image, f"tag {len(stage.build.tags)} tag(s)")
-    stage.build = publish_build(config, stage.build, runner, tag=True)
+    with _step(stage, runner, "tag", f"tag {len(stage.build.tags)} tag(s)"):
+        stage.build = publish_build(config, stage.build, runner, tag=True)
     stage.steps.append(f"tagged {', '.join(stage.build.tags)}")
     return stage
 
@@ -198,6 +250,11 @@ def release(
     now: datetime,
 ) -> list[Stage]:
     """Run the chain for `images`: all gates first, then publish each image."""
+    if options.from_dir and not options.push:
+        raise ConfigError(
+            "--from releases digests that are already pushed; --no-push has nothing to do "
+            "with them: drop one of the two"
+        )
     if options.push and not runner.dry:
         # Everything publishing needs, before the first build: nothing is pushed when any
         # of it is missing (a registry login, a key that cannot be unlocked, no OIDC token).
@@ -220,3 +277,23 @@ def release(
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
         return stages
     return [publish(config, stage, runner, options, env=env) for stage in stages]
+
+
+def summary_of(stage: Stage, options: ReleaseOptions) -> str:
+    """The `$GITHUB_STEP_SUMMARY` section of one image's release (or gates, with --no-push)."""
+    from buildtasks.ci import Summary, summary_markdown
+
+    built = stage.build
+    return summary_markdown(
+        Summary(
+            image=stage.image.key,
+            ref=built.ref if built.tags else built.digest,
+            platforms=built.platforms,
+            tags=built.tags,
+            findings=stage.findings,
+            gate=stage.gate,
+            signer=stage.signer,
+            timings=stage.timings,
+            pushed=options.push,
+        )
+    )

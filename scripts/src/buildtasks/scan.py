@@ -231,14 +231,19 @@ def gate(
     ]
 
 
-def count_by_severity(items: Iterable[Finding]) -> str:
-    """`1 CRITICAL, 2 HIGH`: counts, highest severity first."""
+def severity_counts(items: Iterable[Finding]) -> dict[str, int]:
+    """Severity → count, highest severity first (unknown severities last, by name)."""
     counts: dict[str, int] = {}
     for f in items:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     order = [s for s in reversed(ALL_SEVERITIES) if s in counts]
     order += sorted(s for s in counts if s not in ALL_SEVERITIES)
-    return ", ".join(f"{counts[s]} {s}" for s in order)
+    return {s: counts[s] for s in order}
+
+
+def count_by_severity(items: Iterable[Finding]) -> str:
+    """`1 CRITICAL, 2 HIGH`: counts, highest severity first."""
+    return ", ".join(f"{n} {s}" for s, n in severity_counts(items).items())
 
 
 def gate_message(

@@ -70,8 +70,14 @@ def tests(session) -> None:
         str(root / "scripts/tests"),
         str(root / "apps/backend/tests"),
         f"--ignore={root / 'apps/backend/tests/image'}",
+        f"--ignore={root / 'scripts/tests/workflows'}",
         *session.posargs,
     )
+
+
+def workflows(session) -> None:
+    root = config_mod.load().root
+    pytest(session, str(root / "scripts/tests/workflows"), *session.posargs)
 
 
 def image_tests(session) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from buildtasks.config import RELEASE_REFS, RELEASE_WORKFLOW, SignConfig
 from buildtasks.errors import ConfigError
+from buildtasks.paths import glob_regexp as ref_glob_regexp
 from buildtasks.refs import is_local_registry, registry_of
 from buildtasks.sign.version import CosignVersion
 
@@ -117,17 +118,6 @@ def public_key_for(key: str, public_key: str = "") -> str:
         "no public key to verify with: pass --public-key, or set [tool.buildtasks.sign] "
         "public-key or BUILDTASKS_COSIGN_PUBLIC_KEY (a file, env://VAR, or the KMS URI)"
     )
-
-
-def ref_glob_regexp(pattern: str) -> str:
-    """A ref pattern such as `refs/tags/v*` as an unanchored regexp, in RE2's syntax too.
-
-    The syntax of GitHub's branch and tag filters (`on.push.tags`, rulesets): `*` is any run
-    of characters but `/`, `**` any run at all, `?` one character but `/`; the rest is literal.
-    """
-    glob = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
-    parts = re.split(r"(\*\*|\*|\?)", pattern)
-    return "".join(glob.get(part) or re.escape(part) for part in parts)
 
 
 def github_identity_regexp(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from invoke import task
@@ -218,6 +219,9 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
         "verbose": "Show the full build log",
         "allow-stand-ins": "Publish to a registry other than the lab's even though the bases "
         "are the lab's stand-ins",
+        "from": "Release the per-platform digests recorded in this folder (docker.build "
+        "--push-by-digest on each builder) instead of building: merge, then the same gates",
+        "no-cache": "Build without any cache (as docker.build --no-cache)",
     },
 )
 @errors_to_exit
@@ -237,6 +241,8 @@ def release(
     platform: str = "",
     verbose: bool = False,
     allow_stand_ins: bool = False,
+    from_: str = "",
+    no_cache: bool = False,
 ) -> None:
     """Build, test, push untagged, scan, SBOM, sign, attest, verify, then tag: one digest end to end."""
     from buildtasks.build import BuildOptions, preflight
@@ -253,6 +259,7 @@ def release(
             platforms=tuple(p for p in platform.split(",") if p),
             verbose=verbose,
             allow_stand_ins=allow_stand_ins,
+            no_cache=no_cache,
         ),
         scan=ScanOptions(
             severity=tuple(s for s in severity.split(",") if s),
@@ -264,10 +271,16 @@ def release(
         sign=SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None),
         push=not no_push,
         test=not skip_tests,
+        from_dir=from_,
     )
     stages = run_release(
         config, config.select(image), runner, options, env=os.environ, now=datetime.now(UTC)
     )
+    if (path := os.environ.get("GITHUB_STEP_SUMMARY")) and not runner.dry:
+        from buildtasks.files import append_text
+        from buildtasks.release import summary_of
+
+        append_text(path, "".join(summary_of(s, options) for s in stages))
     for stage in stages:
         built = stage.build
         print(f"{stage.image.key}: {built.registry_digest or built.digest}")
@@ -275,3 +288,40 @@ def release(
             print(f"  tested image: {built.digest} (the engine's id; the same config)")
         for step in stage.steps:
             print(f"  {step}")
+        if stage.timings:
+            total = sum(seconds for _, seconds in stage.timings)
+            steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in stage.timings)
+            print(f"  time: {total:.1f}s ({steps})")
+
+
+@task(
+    help={
+        "since": "Compare with this branch, tag or commit, from where the current branch left it "
+        "(REF...HEAD, as a pull request does); uncommitted and untracked files count too "
+        "(default: main)",
+        "why": "Also print, per image, the changed files that select it",
+    },
+)
+@errors_to_exit
+def affected(c: Context, since: str = "main", why: bool = False) -> None:
+    """Print the images a change affects, one per line, by the [tool.buildtasks] paths rules."""
+    from buildtasks.paths import affected as affected_images
+    from buildtasks.paths import changed_files_commands, ref_check_command, unknown_ref
+    from buildtasks.runner import Runner
+
+    config = load_config(c)
+    runner = Runner(echo=False)  # read-only git queries: they run under --dry too
+    check = ref_check_command(since)
+    if not runner.run(replace(check, cwd=str(config.root)), capture=True, check=False).ok:
+        raise unknown_ref(since)
+    changed: dict[str, None] = {}
+    for command in changed_files_commands(since):
+        result = runner.run(replace(command, cwd=str(config.root)), capture=True, quiet=True)
+        changed.update(dict.fromkeys(line for line in result.stdout.splitlines() if line))
+    patterns = {spec.key: config.image_paths(spec) for spec in config.images.values()}
+    for key, files in affected_images(changed, patterns).items():
+        print(key)
+        if why:
+            shown = files[:5]
+            more = f" (and {len(files) - len(shown)} more)" if len(files) > len(shown) else ""
+            print("  " + ", ".join(shown) + more)

@@ -14,8 +14,8 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
     help={
         "qemu": "Also set up QEMU so foreign platforms (linux/arm64) build and run "
         "(on a GitHub-hosted runner: the pinned tonistiigi/binfmt image)",
-        "platform": "Platforms to seed base-image stand-ins for (default linux/amd64; "
-        "none on a GitHub-hosted runner)",
+        "platform": "Platforms to seed base-image stand-ins for (default: every platform the "
+        "configured images build, e.g. linux/amd64,linux/arm64; none on a GitHub-hosted runner)",
         "classic-engine": "Also start a second engine with the classic (overlay2) image store "
         "(default: [tool.buildtasks.lab] classic-engine; never on a GitHub-hosted runner)",
     }
@@ -29,10 +29,13 @@ def up(c: Context, qemu: bool = False, platform: str = "", classic_engine: bool 
     """
     from buildtasks.lab.ops import Lab
 
-    platforms = parse_platforms(platform)
-    Lab(load_config(c), runner_for(c)).up(
-        qemu=qemu, platforms=platforms, classic_engine=classic_engine
-    )
+    config = load_config(c)
+    if platform:
+        platforms = parse_platforms(platform)
+    else:
+        # What `docker.build` will ask for: a foreign one also gets QEMU.
+        platforms = tuple(dict.fromkeys(p for i in config.images.values() for p in i.platforms))
+    Lab(config, runner_for(c)).up(qemu=qemu, platforms=platforms, classic_engine=classic_engine)
 
 
 @task

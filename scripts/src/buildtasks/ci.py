@@ -1,0 +1,77 @@
+"""What the GitHub workflows ask of the tasks: the build matrix, outputs, the job summary (pure).
+
+A workflow step is one task invocation; what it hands to the next job goes through
+`$GITHUB_OUTPUT` and what a person should read through `$GITHUB_STEP_SUMMARY`, both written
+by the task itself (as GitHub's own actions do), so the workflow files carry no logic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from buildtasks.config import Config, ImageSpec
+from buildtasks.record import platforms_slug
+
+
+def matrix(config: Config, image: ImageSpec) -> list[dict[str, str]]:
+    """One build job per platform of `image`: the platform, its runner label, a file-safe slug."""
+    return [
+        {
+            "platform": platform,
+            "runner": config.runner_for(platform),
+            "slug": platforms_slug((platform,)),
+        }
+        for platform in image.platforms
+    ]
+
+
+def output_lines(outputs: Mapping[str, str]) -> str:
+    """`$GITHUB_OUTPUT` lines for single-line values (JSON is written compact, on one line)."""
+    for name, value in outputs.items():
+        if "\n" in value:
+            raise ValueError(f"output {name} spans lines; write it compact")
+    return "".join(f"{name}={value}\n" for name, value in outputs.items())
+
+
+def compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a release published, for `$GITHUB_STEP_SUMMARY`."""
+
+    image: str
+    ref: str
+    platforms: tuple[str, ...]
+    tags: tuple[str, ...]
+    #: Severity → count of the vulnerability findings the scan reported.
+    findings: Mapping[str, int]
+    gate: tuple[str, ...]
+    signer: str
+    #: (step, seconds) in the order they ran.
+    timings: Sequence[tuple[str, float]]
+    pushed: bool = True
+
+
+def summary_markdown(summary: Summary) -> str:
+    """The job summary of one image's release as Markdown."""
+    counts = ", ".join(f"{sev} {n}" for sev, n in summary.findings.items()) or "none"
+    rows = [
+        ("image", summary.image),
+        ("digest", f"`{summary.ref}`"),
+        ("platforms", ", ".join(summary.platforms)),
+        ("tags", ", ".join(f"`{t}`" for t in summary.tags) if summary.pushed else "nothing pushed"),
+        ("vulnerabilities", f"{counts} (gate: {','.join(summary.gate)})"),
+        ("signed by", summary.signer if summary.pushed else "not signed (nothing pushed)"),
+    ]
+    lines = [f"### {summary.image}", "", "| | |", "| --- | --- |"]
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    if summary.timings:
+        total = sum(seconds for _, seconds in summary.timings)
+        lines += ["", "| step | seconds |", "| --- | ---: |"]
+        lines += [f"| {step} | {seconds:.1f} |" for step, seconds in summary.timings]
+        lines.append(f"| **total** | **{total:.1f}** |")
+    return "\n".join(lines) + "\n\n"
