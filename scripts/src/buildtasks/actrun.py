@@ -70,7 +70,10 @@ def run_workflow(
     workdir.mkdir(parents=True, exist_ok=True)
     for sub in ("standin", "docker", "events", "logs"):
         (workdir / sub).mkdir(exist_ok=True)
-    key, pub = lab_key_pair(workdir, runner)
+    if dry:  # print what would run; make no key
+        key, pub = workdir / "cosign.key", workdir / "cosign.pub"
+    else:
+        key, pub = lab_key_pair(workdir, runner)
     sha = head_sha(config.root)
     ev = plan.event(ev.label, sha, run_number=ev.run_number)
     payload = workdir / "events" / f"{ev.label.replace(':', '-').replace('+', '-')}.json"
@@ -86,7 +89,7 @@ def run_workflow(
         allow_test_db=env.get("BUILDTASKS_ALLOW_TEST_DB") == "1",
     )
     command = plan.act_command(
-        workflow, ev, payload, lab, repos, key_text=key.read_text(encoding="utf-8")
+        workflow, ev, payload, lab, repos, key_text="" if dry else key.read_text(encoding="utf-8")
     )
     act = runner.resolve("act")
     command = replace(command, argv=(act, *command.argv[1:]))

@@ -55,6 +55,7 @@ def act(
     from buildtasks.labstate import lab_home
 
     config = load_config(c)
+    dry = bool(c.config.get("run", {}).get("dry", False))
     result = run_workflow(
         config,
         act_plan.workflow_path(config.root, workflow),
@@ -62,7 +63,10 @@ def act(
         registry=f"{config.lab.registry}/{namespace}",
         workdir=Path(workdir) if workdir else lab_home(os.environ) / "act",
         env=os.environ,
-        dry=bool(c.config.get("run", {}).get("dry", False)),
+        dry=dry,
     )
+    if dry:
+        print(f"{result.workflow}: {event}: --dry, act not started")
+        return
     require_ok(result)
     print(f"{result.workflow}: {event} passed in {result.seconds:.0f}s (log: {result.log})")
