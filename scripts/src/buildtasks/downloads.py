@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from buildtasks import tools
 from buildtasks.errors import BuildtasksError, ConfigError, GateFailed, ToolNotFound
+from buildtasks.files import append_text
 
 #: `platform.machine()` spellings → the arch names release assets use.
 _ARCHES = {"x86_64": "x64", "amd64": "x64", "x64": "x64", "aarch64": "arm64", "arm64": "arm64"}
@@ -199,8 +200,7 @@ def add_to_github_path(github_path: Path, directory: Path) -> None:
     except FileNotFoundError:
         lines = []
     if str(directory) not in lines:
-        with github_path.open("a", encoding="utf-8") as out:
-            out.write(f"{directory}\n")
+        append_text(github_path, f"{directory}\n")
 
 
 def install_download(download: Download, dest: Path, *, github_path: Path | None = None) -> Path:

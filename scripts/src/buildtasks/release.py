@@ -135,15 +135,15 @@ def gates(
     stage.build = outcome
     if started is not None:
         started.append(stage)
-    tested = outcome.ref if options.from_dir else outcome.digest
-    if options.test and image.tests:
-        with _step(stage, runner, "image tests", f"image tests on {tested}"):
-            try:
-                runner.run(image_test_command(image, tested, root=config.root))
-            except CommandFailed:
-                raise GateFailed(f"image tests failed for {image.key} ({tested})") from None
-        stage.steps.append("image tests passed")
+    # The merged index is in the registry only; a build is in the engine's store.
     target = outcome.ref if options.from_dir else outcome.digest
+    if options.test and image.tests:
+        with _step(stage, runner, "image tests", f"image tests on {target}"):
+            try:
+                runner.run(image_test_command(image, target, root=config.root))
+            except CommandFailed:
+                raise GateFailed(f"image tests failed for {image.key} ({target})") from None
+        stage.steps.append("image tests passed")
     if options.push and not options.from_dir:
         require_real_bases(
             image.key,
