@@ -20,6 +20,8 @@ from buildtasks.builders import BuilderSpec, parse_builder
 from buildtasks.caches import check_kind
 from buildtasks.errors import ConfigError
 from buildtasks.paths import check_patterns
+from buildtasks.retention import policy as retention_policy
+from buildtasks.retention.policy import Policy
 
 #: The lab registry: where images go unless configured otherwise.
 LAB_REGISTRY = "127.0.0.1:5000"
@@ -70,6 +72,8 @@ class ImageSpec:
     cache: str = ""
     #: What the image is built from beyond the shared `paths` (GitHub filter patterns).
     paths: tuple[str, ...] = ()
+    #: This image's retention policy (`[...images.<key>.retention]` over the shared one).
+    retention: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class Config:
     runners: Mapping[str, str] = field(default_factory=lambda: dict(RUNNERS))
     #: Build without any cache (BUILDTASKS_NO_CACHE): what `--no-cache` does, for every build.
     no_cache: bool = False
+    #: What `docker.cleanup` keeps (`[tool.buildtasks.retention]`).
+    retention: Policy = field(default_factory=Policy)
 
     def image_paths(self, image: ImageSpec) -> tuple[str, ...]:
         """Everything `image` is built from, as GitHub `paths` filter patterns."""
@@ -154,6 +160,10 @@ class Config:
                 f"no runner for {platform}: add it to [tool.buildtasks.runners], e.g. "
                 f'"{platform}" = "ubuntu-24.04" (emulated with QEMU) or a native runner label'
             ) from None
+
+    def retention_for(self, image: ImageSpec) -> Policy:
+        """The retention policy of `image`: its own table over the shared one."""
+        return image.retention or self.retention
 
     def cache_kind(self, image: ImageSpec) -> str:
         """The cache kind configured for `image`."""
@@ -205,6 +215,7 @@ _TOP_KEYS = (
     "builders",
     "paths",
     "runners",
+    "retention",
 )
 _IMAGE_KEYS = (
     "repository",
@@ -221,6 +232,7 @@ _IMAGE_KEYS = (
     "flavor",
     "cache",
     "paths",
+    "retention",
 )
 _SCAN_KEYS = (
     "severity",
@@ -371,7 +383,7 @@ def _parse_sign(table: Any) -> SignConfig:
     return SignConfig(**strings, release_refs=refs)
 
 
-def _parse_image(key: str, table: Any) -> ImageSpec:
+def _parse_image(key: str, table: Any, retention: Policy | None = None) -> ImageSpec:
     where = f"tool.buildtasks.images.{key}"
     if not isinstance(table, dict):
         raise ConfigError(f"[{where}] must be a table")
@@ -409,6 +421,11 @@ def _parse_image(key: str, table: Any) -> ImageSpec:
         if "cache" in table
         else "",
         paths=check_patterns(_str_list(table.get("paths", []), f"{where}.paths"), f"{where}.paths"),
+        retention=retention_policy.parse(
+            table["retention"], f"{where}.retention", retention or Policy(), _check_keys
+        )
+        if "retention" in table
+        else None,
     )
 
 
@@ -431,7 +448,10 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
     images_table = table.get("images", {})
     if not isinstance(images_table, dict) or not images_table:
         raise ConfigError("[tool.buildtasks.images] must configure at least one image")
-    images = {key: _parse_image(key, value) for key, value in images_table.items()}
+    retention = retention_policy.parse(
+        table.get("retention", {}), "tool.buildtasks.retention", Policy(), _check_keys
+    )
+    images = {key: _parse_image(key, value, retention) for key, value in images_table.items()}
 
     scan_t = table.get("scan", {})
     _check_keys(scan_t, _SCAN_KEYS, "tool.buildtasks.scan")
@@ -486,6 +506,7 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
             _str_list(table.get("paths", []), "tool.buildtasks.paths"), "tool.buildtasks.paths"
         ),
         runners=_parse_runners(table.get("runners", {})),
+        retention=retention,
     )
     return apply_env(config, env)
 

@@ -37,6 +37,8 @@ class State:
     registry: str = ""
     #: Engines lab.up started beside the main one: name -> DOCKER_HOST (`unix:///...`).
     engines: dict[str, str] = field(default_factory=dict)
+    #: The config file of the registry lab.up runs (its storage is where retention looks).
+    registry_config: str = ""
 
     @classmethod
     def load(cls, home: Path) -> State:
@@ -55,6 +57,7 @@ class State:
             ca_cert=data.get("ca_cert", ""),
             registry=data.get("registry", ""),
             engines=dict(data.get("engines", {})),
+            registry_config=data.get("registry_config", ""),
         )
 
     def save(self, home: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,3 +89,40 @@ def registry_tags(repo: str) -> list[str]:
     """The tags of `repo` in its registry ([] when it has none, or no such repository)."""
     listing = subprocess.run(["crane", "ls", repo], capture_output=True, text=True, check=False)
     return listing.stdout.split() if listing.returncode == 0 else []
+
+
+@contextlib.contextmanager
+def scratch_registry(directory: Path, *, delete: bool = True) -> Iterator[tuple[str, Path]]:
+    """A distribution registry of its own (the lab's config, storage under `directory`), for
+    tests that delete and collect garbage: (address, config file). Stopped on exit."""
+    import json
+    import shutil
+    import socket
+    import time
+
+    from buildtasks.lab.plan import registry_config
+    from buildtasks.registry import registry_up
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    config = json.loads(registry_config(address, directory / "storage"))
+    config["storage"]["delete"]["enabled"] = delete
+    path = directory / "registry.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    assert binary, "the lab installs docker-registry: run `uv run invoke lab.up`"
+    log = (directory / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(path)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while not registry_up(address):
+            assert process.poll() is None and time.monotonic() < deadline, (
+                directory / "registry.log"
+            ).read_text()[-2000:]
+            time.sleep(0.1)
+        yield address, path
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()

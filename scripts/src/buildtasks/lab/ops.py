@@ -217,6 +217,10 @@ class Lab:
 
     def start_registry(self, state: State) -> None:
         pid = state.started.get("registry")
+        privileged = is_root()
+        paths = plan.registry_paths(self.home, privileged=privileged, system_dir=self.registry_dir)
+        # Retention reads the registry's storage through its config (docs/retention.md).
+        state.registry_config = str(paths.config) if pid or not registry_up(self.registry) else ""
         if registry_up(self.registry):
             if pid is None or not self._registry_runs_as_root(pid):
                 owner = "lab" if pid else "already running"
@@ -234,8 +238,6 @@ class Lab:
             raise ToolNotFound(
                 "docker-registry not found: run `uv run invoke lab.up` as root to install it"
             )
-        privileged = is_root()
-        paths = plan.registry_paths(self.home, privileged=privileged, system_dir=self.registry_dir)
         user, uid, gid = self.registry_user() if privileged else ("", None, None)
         self._registry_files(paths, uid, gid)
         argv = plan.registry_command(registry_bin, paths.config, uid=uid, gid=gid)

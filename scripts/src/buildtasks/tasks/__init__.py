@@ -8,6 +8,7 @@ from buildtasks.tasks import (
     ci,
     docker,
     docker_distribute,
+    docker_retention,
     docker_scan,
     docker_sign,
     lab,
@@ -18,7 +19,7 @@ from buildtasks.tasks import (
 
 namespace = Collection()
 docker_tasks = Collection.from_module(docker)
-for module in (docker_distribute, docker_scan, docker_sign):
+for module in (docker_distribute, docker_retention, docker_scan, docker_sign):
     for name, task_object in Collection.from_module(module).tasks.items():
         docker_tasks.add_task(task_object, name=name)
 namespace.add_collection(docker_tasks, name="docker")
