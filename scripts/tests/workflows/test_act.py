@@ -158,6 +158,23 @@ def test_a_pull_request_tests_and_scans_but_pushes_nothing(runs):
     ]
 
 
+def cleanup_succeeded(log: str) -> bool:
+    return bool(re.search(r"\[[^]]*cleanup[^]]*\] 🏁  Job succeeded", log))
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_pushes_to_main_and_release_tags_clean_up_after_the_merge(runs, image):
+    # What it kept is checked by the tests below: every tag, platform and signature is read
+    # after the last event, cleanups included.
+    for event, tag in (("push:main", "latest"), ("tag:v1.0.0", "v1.0.0")):
+        log = runs.log(event, image)
+        assert cleanup_succeeded(log), tail(runs, event, image)
+        assert re.search(rf"{re.escape(runs.repo(image))}: \d+ tags, \d+ manifests", log)
+        assert re.search(rf"keep +{re.escape(tag)} .*matches keep pattern", log)
+    for event in ("pr:42", "push:develop", "dispatch:staging"):
+        assert not cleanup_succeeded(runs.log(event, image)), event
+
+
 def expected_tags(sha7: str) -> set[str]:
     return {
         "latest", f"main-{sha7}",
