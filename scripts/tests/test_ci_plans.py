@@ -267,3 +267,43 @@ def test_a_workflow_is_found_by_file_or_image_key(tmp_path):
     assert act.workflow_path(tmp_path, "backend-docker-build.yml") == expected
     with pytest.raises(ConfigError, match=r"there are: backend-docker-build\.yml"):
         act.workflow_path(tmp_path, "web")
+
+
+def test_the_step_table_aligns_names_and_ends_with_the_total():
+    from buildtasks import timing
+
+    lines = timing.table("backend: step times", [("engine probes", 0.123), ("buildx build", 1.5)])
+    assert lines == [
+        "backend: step times",
+        "  engine probes     0.12 s",
+        "  buildx build      1.50 s",
+        "  total             1.62 s",
+    ]
+    assert timing.table("x", []) == []
+    assert timing.as_record([("push", 0.12345)]) == [["push", 0.123]]
+
+
+def test_a_step_is_timed_even_when_it_fails():
+    from buildtasks import timing
+
+    steps: list[tuple[str, float]] = []
+    with pytest.raises(RuntimeError), timing.step(steps, "scan"):
+        raise RuntimeError("gate")
+    assert [name for name, _ in steps] == ["scan"]
+
+
+def test_the_benchmark_replays_the_buildx_argv_the_task_echoed():
+    from buildtasks.benchmark import Figure, buildx_argv
+
+    stderr = (
+        "note: built on stand-ins\n"
+        "+ docker buildx build --label 'org.opencontainers.image.title=my app' -t r/a:b .\n"
+        "+ crane push x y\n"
+    )
+    assert buildx_argv(stderr) == [
+        "docker", "buildx", "build", "--label", "org.opencontainers.image.title=my app",
+        "-t", "r/a:b", ".",
+    ]  # fmt: skip
+    assert Figure("task ÷ raw", 1.234, "x", "≤ 1.10x", 5).row() == (
+        "| task ÷ raw | 1.23x | ≤ 1.10x | 5 |"
+    )

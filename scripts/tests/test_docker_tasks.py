@@ -41,6 +41,15 @@ def test_build_prints_the_digest_records_it_and_loads_the_image(lab):
     )
     assert inspect.stdout.strip() == digest
     assert "+ docker buildx build" in result.stderr  # every command is echoed
+    # It ends with its step times, and records them.
+    steps = dict(metadata["buildtasks"]["timings"])
+    assert {"tags and labels", "engine probes", "buildx build"} <= set(steps)
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in steps.values())
+    table = result.stderr[result.stderr.index("backend: step times") :].splitlines()
+    assert re.match(
+        r"^  buildx build +\d+\.\d\d s$", next(line for line in table if "buildx" in line)
+    )
+    assert re.match(r"^  total +\d+\.\d\d s$", table[len(steps) + 1])
 
 
 @pytest.mark.lab

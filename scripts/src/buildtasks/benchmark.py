@@ -7,11 +7,13 @@ not a timed assertion, so a slow machine never fails a test.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +37,9 @@ class Figure:
     runs: int = 1
 
     def row(self) -> str:
-        value = f"{self.value:.2f}" if self.unit == "s" else f"{self.value:.1f}"
-        return f"| {self.name} | {value} {self.unit} | {self.bar} | {self.runs} |"
+        value = f"{self.value:.2f}" if self.unit in ("s", "x") else f"{self.value:.1f}"
+        shown = f"{value}x" if self.unit == "x" else f"{value} {self.unit}"
+        return f"| {self.name} | {shown} | {self.bar} | {self.runs} |"
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
@@ -64,6 +67,46 @@ def invoke_list_seconds(root: Path, runs: int) -> float:
 
     once()  # warm the file cache
     return median_of(runs, once)
+
+
+def buildx_argv(stderr: str) -> list[str]:
+    """The `docker buildx build` argv a task echoed (`+ docker buildx build ...`)."""
+    line = next(line for line in stderr.splitlines() if line.startswith("+ docker buildx build "))
+    return shlex.split(line[2:])
+
+
+def measure_wrapper(
+    root: Path, image: ImageSpec, *, runs: int, env: Mapping[str, str]
+) -> list[Figure]:
+    """A no-change `uv run invoke docker.build` against `docker buildx build` with the very
+    argument list it ran, in alternation; and the task's own steps around buildx, read from
+    the timing table it records (`env` names the artifacts directory and the platforms)."""
+    task = ["uv", "run", "--locked", "invoke", "docker.build", "--image", image.key, "-t", "bench"]
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, check=True)
+
+    raw = buildx_argv(run(task).stderr)  # also warms every cache
+    task_times, raw_times, own = [], [], []
+    record = Path(env["BUILDTASKS_ARTIFACTS_DIR"]) / image.key / "metadata.json"
+    for _ in range(runs):
+        task_times.append(timed(lambda: run(task)))
+        steps = json.loads(record.read_text(encoding="utf-8"))["buildtasks"]["timings"]
+        own.append(sum(seconds for name, seconds in steps if name != "buildx build"))
+        raw_times.append(timed(lambda: run(raw)))
+    task_s, raw_s = statistics.median(task_times), statistics.median(raw_times)
+    return [
+        Figure(f"{image.key}: no-change `uv run invoke docker.build`", task_s, "s", "", runs),
+        Figure(f"{image.key}: the same `docker buildx build`, raw", raw_s, "s", "", runs),
+        Figure(f"{image.key}: task ÷ raw buildx", task_s / raw_s, "x", "≤ 1.10x", runs),
+        Figure(
+            f"{image.key}: the task's own steps around buildx",
+            statistics.median(own),
+            "s",
+            "≤ 0.15 s",
+            runs,
+        ),
+    ]
 
 
 def measure_image(config: Config, image: ImageSpec, runner: Runner, runs: int) -> list[Figure]:

@@ -11,22 +11,24 @@ import json
 import os
 import re
 import tarfile
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx, caches, labstate, record
+from buildtasks import buildx, caches, labstate, record, timing
 from buildtasks import push as push_mod
 from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_platforms
 from buildtasks.engine import start_hint
-from buildtasks.errors import BuildtasksError, ConfigError, EngineUnavailable
+from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, EngineUnavailable
 from buildtasks.push import DRY_DIGEST, repositories
 from buildtasks.refs import by_digest
-from buildtasks.runner import Runner
+from buildtasks.runner import Result, Runner
 from buildtasks.tools import install_line
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -72,6 +74,8 @@ class BuildOutcome:
     registry_digest: str = ""
     #: Whether the tags were applied in the registry.
     tagged: bool = False
+    #: (step, seconds) of this build, in order (`timing`).
+    timings: tuple[tuple[str, float], ...] = ()
 
     @property
     def ref(self) -> str:
@@ -139,17 +143,8 @@ def check_options(config: Config, images: Sequence[ImageSpec], options: BuildOpt
 
 def preflight(runner: Runner) -> None:
     """Fail with the fix when the engine is down or buildx is missing."""
-    if runner.dry:
-        return
-    runner.resolve("docker")
-    try:
-        runner.output(buildx.engine_probe(), timeout=30)
-    except BuildtasksError:
-        raise EngineUnavailable(start_hint(builder=runner.env.get("DOCKER_HOST", ""))) from None
-    try:
-        runner.output(buildx.buildx_version(), timeout=30)
-    except BuildtasksError:
-        raise EngineUnavailable(f"docker buildx is missing: {install_line('docker')}") from None
+    if not runner.dry:
+        engine_facts(runner)
 
 
 def current_builder(runner: Runner, name: str = "") -> buildx.Builder:
@@ -157,9 +152,48 @@ def current_builder(runner: Runner, name: str = "") -> buildx.Builder:
     (all capable in dry runs)."""
     if runner.dry:
         return buildx.Builder("", (), True)
-    inspect = runner.output(buildx.buildx_probe(name), timeout=30)
-    info = runner.output(buildx.driver_status_probe(), timeout=30)
-    return buildx.parse_builder(inspect, info)
+    return engine_facts(runner, name)
+
+
+BUILDX_MISSING = re.compile(r"not a docker command|unknown command", re.IGNORECASE)
+
+
+def engine_facts(runner: Runner, name: str = "") -> buildx.Builder:
+    """Whether the engine answers, buildx is there, and what the builder can do.
+
+    `docker info` and `docker buildx inspect` run at the same time, once per runner (one task
+    invocation): every later step of the task reads the answer from `runner.memo`.
+    """
+    key = ("builder", name)
+    cached = runner.memo.get(key)
+    if isinstance(cached, buildx.Builder):
+        return cached
+    runner.resolve("docker")
+    started = time.monotonic()
+
+    def probe(command: Command) -> Result | None:
+        try:
+            return runner.run(command, capture=True, check=False, quiet=True, timeout=30)
+        except BuildtasksError:  # timed out
+            return None
+
+    with ThreadPoolExecutor(2) as pool:
+        info_future = pool.submit(probe, buildx.driver_status_probe())
+        inspect_future = pool.submit(probe, buildx.buildx_probe(name))
+        info, inspect = info_future.result(), inspect_future.result()
+    if info is None or not info.ok:
+        raise EngineUnavailable(start_hint(builder=runner.env.get("DOCKER_HOST", "")))
+    if inspect is None or not inspect.ok:
+        text = inspect.stderr if inspect else ""
+        if inspect is None or BUILDX_MISSING.search(text) or not name:
+            raise EngineUnavailable(f"docker buildx is missing: {install_line('docker')}")
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        raise CommandFailed(inspect.command.argv, inspect.returncode, last)
+    builder = buildx.parse_builder(inspect.stdout, info.stdout)
+    runner.memo[key] = builder
+    # The first build's timing table shows what the probes cost, wherever they ran first.
+    runner.memo[("probe seconds", name)] = time.monotonic() - started
+    return builder
 
 
 def require_platforms(builder: buildx.Builder, platforms: Sequence[str]) -> None:
@@ -299,10 +333,12 @@ def build_image(
     """
     from buildtasks.tagging import image_metadata
 
+    steps: timing.Steps = []
     dockerfile_text = config.dockerfile_path(image).read_text(encoding="utf-8")
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
-    meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
+    with timing.step(steps, "tags and labels"):
+        meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
     tags = explicit_tags(names, options.tags) if options.tags else meta.tags
     if not tags:
         raise ConfigError(f"no tags for {image.key}: the tag rules produced none; pass --tag")
@@ -314,6 +350,9 @@ def build_image(
     no_cache = options.no_cache or config.no_cache
     state = lab_state if lab_state is not None else labstate.read(env)
     builder = current_builder(runner, on.buildx_name)
+    probes = runner.memo.pop(("probe seconds", on.buildx_name), None)
+    if isinstance(probes, float):
+        steps.append(("engine probes", probes))
     # The docker driver always loads: its image is pushed from the engine's store. A builder
     # that pushes by itself loads only when asked (or when nothing is pushed).
     load = (not push if options.load is None else options.load) if builder.pushes_itself else True
@@ -402,17 +441,20 @@ def build_image(
     if not runner.dry:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
-    runner.run(buildx.buildx_build(image, request, root=config.root))
+    with timing.step(steps, "buildx build"):
+        runner.run(buildx.buildx_build(image, request, root=config.root))
     if runner.dry:
         digest = DRY_DIGEST
         if layout:
             runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
     else:
         if cache and cache.local_dir:
-            prune_cache(Path(cache.local_dir))
+            with timing.step(steps, "cache prune"):
+                prune_cache(Path(cache.local_dir))
         digest = record.read_metadata(out).digest
         if layout:
-            load_layout(layout, digest, local_tags, runner)
+            with timing.step(steps, "load"):
+                load_layout(layout, digest, local_tags, runner)
         record.add_facts(
             out,
             tags=tags,
@@ -422,7 +464,9 @@ def build_image(
             store=builder.store,
             revision=meta.revision,
         )
-    outcome = BuildOutcome(image, digest, tags, out, platforms, push, load, stand_ins)
+    outcome = BuildOutcome(
+        image, digest, tags, out, platforms, push, load, stand_ins, timings=tuple(steps)
+    )
     if push:
         outcome = publish_build(
             config,
@@ -431,6 +475,8 @@ def build_image(
             tag=not options.push_by_digest,
             pushed_by_builder=builder.pushes_itself,
         )
+    if not runner.dry:
+        record.add_facts(out, timings=timing.as_record(outcome.timings))
     if options.push_by_digest and not runner.dry:
         record.write_platform_digest(
             config,
@@ -461,25 +507,28 @@ def publish_build(
     The record learns the registry digest as soon as it is pushed, and `tagged` only once
     every tag serves it: a failure in between leaves a record that says what is true.
     """
+    steps: timing.Steps = list(outcome.timings)
     digest = outcome.registry_digest or outcome.digest
     if not pushed_by_builder and not outcome.registry_digest:
-        digest = push_mod.push_untagged(
-            outcome.digest,
-            repositories(outcome.tags),
-            runner,
-            workdir=config.artifacts_path(outcome.image)
-            / f"export.{os.getpid()}.{record.platforms_slug(outcome.platforms)}",
-            layout=outcome.metadata_file.parent / "oci",
-        )
+        with timing.step(steps, "push"):
+            digest = push_mod.push_untagged(
+                outcome.digest,
+                repositories(outcome.tags),
+                runner,
+                workdir=config.artifacts_path(outcome.image)
+                / f"export.{os.getpid()}.{record.platforms_slug(outcome.platforms)}",
+                layout=outcome.metadata_file.parent / "oci",
+            )
     if not runner.dry:
         record.add_facts(outcome.metadata_file, pushed=True, registry_digest=digest)
-    outcome = replace(outcome, registry_digest=digest, pushed=True)
+    outcome = replace(outcome, registry_digest=digest, pushed=True, timings=tuple(steps))
     if not tag:
         return outcome
-    push_mod.apply_tags(digest, outcome.tags, runner)
+    with timing.step(steps, "tag"):
+        push_mod.apply_tags(digest, outcome.tags, runner)
     if not runner.dry:
         record.add_facts(outcome.metadata_file, tagged=True)
-    return replace(outcome, tagged=True)
+    return replace(outcome, tagged=True, timings=tuple(steps))
 
 
 def recorded_outcome(config: Config, image: ImageSpec) -> BuildOutcome:

@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -138,51 +139,46 @@ def context_from_git(repo_dir: str | Path, run: GitRunner = run_git) -> Context:
     `origin/HEAD`, else `init.defaultBranch`, else `main`.
     """
     repo = Path(repo_dir)
-
-    def git(*args: str) -> GitResult:
-        return run(args, repo)
-
-    inside = git("rev-parse", "--is-inside-work-tree")
+    # Independent questions, asked at once: a build waits for one git process, not eight.
+    questions = {
+        "inside": ("rev-parse", "--is-inside-work-tree"),
+        "head": ("rev-parse", "--verify", "--quiet", "HEAD^{commit}"),
+        "remote": ("remote", "get-url", "origin"),
+        "tags": ("tag", "--points-at", "HEAD", "--sort=-v:refname"),
+        "branch": ("symbolic-ref", "--quiet", "HEAD"),
+        "origin_head": ("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"),
+        "default": ("config", "--get", "init.defaultBranch"),
+        "date": ("show", "-s", "--format=%cI", "HEAD"),
+    }
+    with ThreadPoolExecutor(len(questions)) as pool:
+        futures = {key: pool.submit(run, args, repo) for key, args in questions.items()}
+        answers = {key: future.result() for key, future in futures.items()}
+    inside = answers["inside"]
     if inside.returncode != 0 or inside.stdout != "true":
         raise ConfigError(
             f"{repo} is not inside a git work tree — run from the repository checkout"
             " (or `git init` it) so tags can be derived"
         )
-    head = git("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    head = answers["head"]
     sha = head.stdout if head.returncode == 0 else ""
-    server_url, repository = parse_remote_url(_output(git("remote", "get-url", "origin")))
+    server_url, repository = parse_remote_url(_output(answers["remote"]))
+    tags = _output(answers["tags"]).splitlines() if sha else []
+    remote_head = _output(answers["origin_head"])
     return Context(
         event_name="push",
-        ref=_local_ref(git, sha),
+        ref=f"refs/tags/{tags[0].strip()}" if tags else _output(answers["branch"]),
         sha=sha,
-        default_branch=_default_branch(git),
+        default_branch=remote_head.removeprefix("refs/remotes/origin/")
+        if remote_head.startswith("refs/remotes/origin/")
+        else _output(answers["default"]) or "main",
         repository=repository,
         server_url=server_url,
-        commit_date=_commit_date(git) if sha else None,
+        commit_date=_parse_timestamp(_output(answers["date"])) if sha else None,
     )
 
 
 def _output(result: GitResult) -> str:
     return result.stdout if result.returncode == 0 else ""
-
-
-def _local_ref(git: Callable[..., GitResult], sha: str) -> str:
-    if sha:
-        tags = _output(git("tag", "--points-at", "HEAD", "--sort=-v:refname")).splitlines()
-        if tags:
-            return f"refs/tags/{tags[0].strip()}"
-    return _output(git("symbolic-ref", "--quiet", "HEAD"))
-
-
-def _default_branch(git: Callable[..., GitResult]) -> str:
-    remote_head = _output(git("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"))
-    if remote_head.startswith("refs/remotes/origin/"):
-        return remote_head.removeprefix("refs/remotes/origin/")
-    return _output(git("config", "--get", "init.defaultBranch")) or "main"
-
-
-def _commit_date(git: Callable[..., GitResult]) -> datetime | None:
-    return _parse_timestamp(_output(git("show", "-s", "--format=%cI", "HEAD")))
 
 
 _SCP_REMOTE = re.compile(r"(?:[^@/]+@)?(?P<host>[^:/]+):(?!/)(?P<path>.+)")

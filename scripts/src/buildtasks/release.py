@@ -15,13 +15,13 @@ once every gate of every selected image has passed: a failing gate leaves an unt
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from buildtasks import record, timing
 from buildtasks.build import (
     BuildOptions,
     BuildOutcome,
@@ -92,11 +92,8 @@ def _say(runner: Runner, image: ImageSpec, message: str) -> None:
 def _step(stage: Stage, runner: Runner, name: str, message: str = "") -> Iterator[None]:
     """Announce one step of `stage`'s chain and record how long it took (even when it fails)."""
     _say(runner, stage.image, message or name)
-    started = time.monotonic()
-    try:
+    with timing.step(stage.timings, name):
         yield
-    finally:
-        stage.timings.append((name, time.monotonic() - started))
 
 
 def gates(
@@ -275,8 +272,14 @@ def release(
             raise GateFailed(f"{exc} — release stopped before tagging and signing{left}") from None
     if not options.push:
         runner.say("==> gates passed; --no-push: nothing pushed or signed")
-        return stages
-    return [publish(config, stage, runner, options, env=env) for stage in stages]
+    else:
+        stages = [publish(config, stage, runner, options, env=env) for stage in stages]
+    for stage in stages:
+        if not runner.dry and stage.build.metadata_file.is_file():
+            record.add_facts(
+                stage.build.metadata_file, release_timings=timing.as_record(stage.timings)
+            )
+    return stages
 
 
 def summary_of(stage: Stage, options: ReleaseOptions) -> str:

@@ -53,6 +53,9 @@ class Runner:
     #: Put before every line this runner prints, its commands' output included, so builds
     #: running side by side stay readable (`[linux/arm64] ...`).
     prefix: str = ""
+    #: Facts that cannot change within one task invocation (the builder's capabilities),
+    #: asked once per runner; a derived runner (another engine) starts without them.
+    memo: dict[object, object] = field(default_factory=dict, repr=False, compare=False)
 
     def derive(self, *, env: Mapping[str, str] | None = None, prefix: str = "") -> Runner:
         """A runner like this one, with more environment and a line prefix."""

@@ -106,7 +106,10 @@ def benchmark(session) -> None:
     with errors_to_session(session):
         # Records and reports go to a scratch directory: the user's last build stays theirs.
         scratch = tempfile.mkdtemp(prefix="buildtasks-bench-")
-        config = replace(config_mod.load(), artifacts_dir=scratch)
+        # One image, one platform: this machine's (the distribution rows build both).
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
+        env = {"BUILDTASKS_PLATFORMS": f"linux/{arch}", **os.environ}
+        config = replace(config_mod.load(env=env), artifacts_dir=scratch)
         runner = Runner(echo=False)
         preflight(runner)
         runs = 3
@@ -114,6 +117,10 @@ def benchmark(session) -> None:
         for image in config.images.values():
             session.log(f"{image.key}: measuring (cold build, rebuilds, start-up, size)")
             figures += bench.measure_image(config, image, runner, runs)
+            session.log(f"{image.key}: measuring the task against raw buildx")
+            figures += bench.measure_wrapper(
+                config.root, image, runs=5, env={**env, "BUILDTASKS_ARTIFACTS_DIR": scratch}
+            )
         second = labstate.read().engines.get("classic")
         if second:
             backend = config.image("backend")

@@ -54,6 +54,7 @@ def build(
     cache: str = "",
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
+    from buildtasks import timing
     from buildtasks.build import BuildOptions, check_options, preflight
     from buildtasks.caches import check_kind
     from buildtasks.fanout import build_spread, check_spread, groups_for
@@ -93,6 +94,8 @@ def build(
         else:
             for ref in outcome.tags:
                 print(f"  {ref}")
+        for line in timing.table(f"{spec.key}: step times", outcome.timings):
+            runner.say(line)
         if test:
             runner.run(image_test_command(spec, outcome.digest, root=config.root))
 
@@ -245,6 +248,7 @@ def release(
     no_cache: bool = False,
 ) -> None:
     """Build, test, push untagged, scan, SBOM, sign, attest, verify, then tag: one digest end to end."""
+    from buildtasks import timing
     from buildtasks.build import BuildOptions, preflight
     from buildtasks.release import ReleaseOptions
     from buildtasks.release import release as run_release
@@ -288,10 +292,8 @@ def release(
             print(f"  tested image: {built.digest} (the engine's id; the same config)")
         for step in stage.steps:
             print(f"  {step}")
-        if stage.timings:
-            total = sum(seconds for _, seconds in stage.timings)
-            steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in stage.timings)
-            print(f"  time: {total:.1f}s ({steps})")
+        for line in timing.table("  step times:", stage.timings):
+            print(f"  {line}" if line.startswith("  ") else line)
 
 
 @task(
