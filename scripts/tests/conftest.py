@@ -11,20 +11,29 @@ from pathlib import Path
 import pytest
 from support.lab import ROOT, artifacts, lab_registry, registry_reachable, unique_repo
 
+#: What the suite takes from the user's environment: where their lab is. Every other
+#: `BUILDTASKS_*` setting (a registry, a signing key, platforms, a cache) is theirs, for their
+#: builds; the tests set what they need themselves.
+USER_SETTINGS_KEPT = ("BUILDTASKS_LAB_HOME", "BUILDTASKS_LAB_REGISTRY")
+
 
 def pytest_configure(config) -> None:
-    """Keep build records and reports of test builds out of the repository's .buildtasks/.
+    """Isolate the suite from the user's `BUILDTASKS_*` settings, and keep build records and
+    reports of test builds out of the repository's .buildtasks/ (and out of the user's).
 
     The tests scan with their own invented vulnerability DB (`support.vulndb`), which
     `docker.scan` refuses unless told it is a test.
     """
-    if "BUILDTASKS_ARTIFACTS_DIR" not in os.environ:
-        os.environ["BUILDTASKS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="buildtasks-tests-")
+    for name in [n for n in os.environ if n.startswith("BUILDTASKS_")]:
+        if name not in USER_SETTINGS_KEPT:
+            del os.environ[name]
+    os.environ["BUILDTASKS_ARTIFACTS_DIR"] = tempfile.mkdtemp(prefix="buildtasks-tests-")
     os.environ["BUILDTASKS_ALLOW_TEST_DB"] = "1"
     # The images ship linux/amd64 and linux/arm64; a test builds this machine's platform
     # unless it asks for more (test_distribution.py, the workflows under act, and
     # `nox -s image_tests` build both), so the suite stays within its time.
-    os.environ.setdefault("BUILDTASKS_PLATFORMS", "linux/amd64")
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
+    os.environ["BUILDTASKS_PLATFORMS"] = f"linux/{arch}"
 
 
 @pytest.fixture(scope="session")

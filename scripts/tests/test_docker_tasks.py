@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -469,3 +470,37 @@ def test_a_missing_buildx_plugin_names_the_fix(tmp_path):
         "error: docker buildx is missing: `sudo -E uv run invoke lab.up` installs it "
         "(engine, CLI and buildx)"
     )
+
+
+def test_the_suite_ignores_the_users_buildtasks_settings(repo_root):
+    # docs/usage.md has users export BUILDTASKS_REGISTRY for ghcr.io; the suite still passes.
+    env = {
+        **os.environ,
+        "BUILDTASKS_REGISTRY": "ghcr.io/acme",
+        "BUILDTASKS_COSIGN_KEY": "/nonexistent/cosign.key",
+        "BUILDTASKS_PLATFORMS": "linux/s390x",
+    }
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "scripts/tests/test_docker_tasks.py::test_tags_json_is_one_object_with_the_documented_keys",
+        ],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_a_closed_pipe_ends_quietly(repo_root):
+    # `invoke docker.tags | head -1`: the reader is gone before the task writes.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "docker.tags", "--image", "backend"],
+        cwd=repo_root,
+        env={**os.environ, "GITHUB_ACTIONS": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr, stderr[-2000:]
+    assert process.returncode == 141  # as `git log | head -1`: 128 + SIGPIPE

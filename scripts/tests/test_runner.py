@@ -73,3 +73,24 @@ def test_a_prefixed_failure_is_still_one_line_with_the_last_output_line():
         runner.run(cmd("sh", "-c", "echo building; echo 'no space left' >&2; exit 3"))
     assert exc.value.exit_code == 3
     assert "no space left" in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 160, "short"),
+        (
+            "GET https://ghcr.io/v2/acme/app/manifests/sha256:abab: MANIFEST_UNKNOWN: manifest unknown",
+            80,
+            "GET https://ghcr.io/v2/acme/app/manifests/sha256:abab: MANIFEST_UNKNOWN…",
+        ),
+        ("one  line\nafter\tanother", 160, "one line after another"),
+        ("x" * 50, 20, "x" * 19 + "…"),
+    ],
+    ids=["fits", "cut-between-words", "one-line", "one-long-word"],
+)
+def test_long_messages_are_cut_between_words(text, limit, expected):
+    from buildtasks.errors import clip
+
+    assert clip(text, limit) == expected
+    assert len(clip(text, limit)) <= limit

@@ -72,3 +72,16 @@ def command_name(argv: tuple[str, ...]) -> str:
             break
         words.append(word)
     return " ".join(words)
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """`text` on at most `limit` characters, cut between words (`MANIFEST_UNKNOWN` stays
+    whole) and marked with `…`; a single word longer than half the limit is cut inside."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"

@@ -16,6 +16,7 @@ from typing import Any
 
 from buildtasks.command import Command
 from buildtasks.config import SEVERITIES
+from buildtasks.errors import clip
 from buildtasks.refs import require_digest
 
 #: Every severity, lowest first: what the JSON and the SARIF always hold.
@@ -287,12 +288,8 @@ def trivy_reason(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     for line in lines:
         if line.startswith("* "):
-            return _shorten(line[2:].split("; ")[0])
+            return clip(line[2:].split("; ")[0])
     for line in reversed(lines):
         if "FATAL" in line or "ERROR" in line:
-            return _shorten(line.split("\t")[-1].rsplit(": ", 1)[-1])
-    return _shorten(lines[-1]) if lines else "no output"
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+            return clip(line.split("\t")[-1].rsplit(": ", 1)[-1])
+    return clip(lines[-1]) if lines else "no output"

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from buildtasks.errors import ConfigError, RegistryUnavailable
+from buildtasks.errors import ConfigError, RegistryUnavailable, clip
 from buildtasks.retention.model import Inventory, parse_time
 from buildtasks.retention.oci import RegistryRefused, next_link, split_name
 
@@ -41,7 +41,9 @@ class Version:
 def parse_versions(payload: object) -> list[Version]:
     """One page of `GET .../versions` as GitHub documents it."""
     if not isinstance(payload, list):
-        raise RegistryRefused(f"GitHub answered {str(payload)[:120]!r} where versions were due")
+        raise RegistryRefused(
+            f"GitHub answered {clip(str(payload), 120)!r} where versions were due"
+        )
     versions = []
     for item in payload:
         container = (item.get("metadata") or {}).get("container") or {}
@@ -160,7 +162,7 @@ class Packages:
             )
         raise RegistryRefused(
             f"GitHub answered {status} deleting version {version} of {self.package}: "
-            f"{body[:200].decode(errors='replace')}"
+            f"{clip(body.decode(errors='replace'), 200)}"
         )
 
 
