@@ -32,8 +32,9 @@ def pytest_configure(config) -> None:
     # The images ship linux/amd64 and linux/arm64; a test builds this machine's platform
     # unless it asks for more (test_distribution.py, the workflows under act, and
     # `nox -s image_tests` build both), so the suite stays within its time.
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
-    os.environ["BUILDTASKS_PLATFORMS"] = f"linux/{arch}"
+    from buildtasks.platforms import native_platform
+
+    os.environ["BUILDTASKS_PLATFORMS"] = native_platform(os.uname().machine)
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,15 @@ class Target:
         return platform_slug(self.platform)
 
 
+#: `os.uname().machine` spellings → the platform an engine on this machine builds natively.
+NATIVE_ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def native_platform(machine: str) -> str:
+    """This machine's own platform (`linux/amd64` for an unknown machine name)."""
+    return f"linux/{NATIVE_ARCHES.get(machine.lower(), 'amd64')}"
+
+
 def platform_slug(platform: str) -> str:
     return platform.replace("/", "-")
 

@@ -107,8 +107,9 @@ def benchmark(session) -> None:
         # Records and reports go to a scratch directory: the user's last build stays theirs.
         scratch = tempfile.mkdtemp(prefix="buildtasks-bench-")
         # One image, one platform: this machine's (the distribution rows build both).
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "amd64")
-        env = {"BUILDTASKS_PLATFORMS": f"linux/{arch}", **os.environ}
+        from buildtasks.platforms import native_platform
+
+        env = {"BUILDTASKS_PLATFORMS": native_platform(os.uname().machine), **os.environ}
         config = replace(config_mod.load(env=env), artifacts_dir=scratch)
         runner = Runner(echo=False)
         preflight(runner)

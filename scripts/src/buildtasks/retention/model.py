@@ -155,9 +155,3 @@ class Inventory:
 
     def tag_time(self, tag: str) -> datetime | None:
         return self.tag_times.get(tag) or self.when(self.tags[tag])
-
-    def referrers_of(self, digest: str) -> set[str]:
-        """Manifests that name `digest` as their subject, by any route the registry offers."""
-        found = set(self.referrers.get(digest, ()))
-        found |= {m.digest for m in self.manifests.values() if m.subject == digest}
-        return found

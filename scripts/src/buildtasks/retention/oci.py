@@ -98,10 +98,9 @@ class Client:
         *,
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
-        ok: Iterable[int] = (200,),
     ) -> Response:
-        """One HTTP exchange; a 401 fetches a token once and retries; other codes not in
-        `ok` are returned for the caller to judge."""
+        """One HTTP exchange; a 401 fetches a token once and retries; any other status is
+        returned for the caller to judge."""
         full = url if url.startswith("http") else self.base + url.lstrip("/")
         for attempt in range(2):
             request = urllib.request.Request(full, data=data, method=method)
@@ -195,7 +194,7 @@ class Client:
         head = self.request("HEAD", f"{self.path}/blobs/{EMPTY_DIGEST}")
         if head.status == 200:
             return
-        start = self.request("POST", f"{self.path}/blobs/uploads/", data=b"", ok=(202,))
+        start = self.request("POST", f"{self.path}/blobs/uploads/", data=b"")
         if start.status != 202:
             raise self._fail(f"accept an upload to {self.name}", start)
         location = start.headers.get("Location", "")
