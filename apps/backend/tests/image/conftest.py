@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from buildtasks.testing.images import image, network, run_container  # noqa: F401 - fixtures
+from buildtasks.testing.images import (  # noqa: F401 - fixtures
+    image,
+    network,
+    removals,
+    run_container,
+    service,
+)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def container_port() -> int:
     """The api-gateway's port; agents containers pass port=8001."""
     return 8000

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from buildtasks.testing.images import image, network, run_container  # noqa: F401 - fixtures
+from buildtasks.testing.images import (  # noqa: F401 - fixtures
+    image,
+    network,
+    removals,
+    run_container,
+    service,
+)
 
 PORT = 8080
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def container_port() -> int:
     return PORT

@@ -19,18 +19,15 @@ from buildtasks.testing.images import (
 pytestmark = pytest.mark.lab
 
 
-def test_turns_healthy_within_seconds_and_serves_healthz(run_container):
-    container = run_container()
-    container.wait_healthy()
-    response = container.request("/healthz")
+def test_turns_healthy_within_seconds_and_serves_healthz(service):
+    response = service.request("/healthz")
     assert response.status == 200
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json() == {"status": "ok"}
 
 
-def test_serves_the_built_page_and_its_hashed_assets(run_container):
-    container = run_container()
-    container.wait_healthy()
+def test_serves_the_built_page_and_its_hashed_assets(service):
+    container = service
     page = container.request("/")
     assert page.status == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
@@ -48,10 +45,8 @@ def test_serves_the_built_page_and_its_hashed_assets(run_container):
     assert container.request("/no-such-file.js").status == 404
 
 
-def test_version_reports_build_metadata(run_container, image):
-    container = run_container()
-    container.wait_healthy()
-    status, body = container.get("/version")
+def test_version_reports_build_metadata(service, image):
+    status, body = service.get("/version")
     assert status == 200
     config_env = docker("image", "inspect", "--format", "{{json .Config.Env}}", image).stdout
     env = dict(item.split("=", 1) for item in json.loads(config_env))
@@ -62,10 +57,8 @@ def test_version_reports_build_metadata(run_container, image):
     }
 
 
-def test_gateway_routes_are_404_without_gateway_url(run_container):
-    container = run_container()
-    container.wait_healthy()
-    status, body = container.get("/api/gateway/health")
+def test_gateway_routes_are_404_without_gateway_url(service):
+    status, body = service.get("/api/gateway/health")
     assert status == 404
     assert "GATEWAY_URL" in body["detail"]
 
@@ -80,8 +73,8 @@ def test_gateway_routes_are_502_when_the_gateway_is_unreachable(run_container):
 def test_forwards_to_an_upstream_on_the_network(run_container, network):
     # Another container of the same image stands in for the gateway: a real HTTP upstream.
     upstream = run_container(network=network, alias="upstream")
-    upstream.wait_healthy()
     web = run_container(env={"GATEWAY_URL": "http://upstream:8080"}, network=network)
+    upstream.wait_healthy()
     web.wait_healthy()
     assert web.get("/api/gateway/healthz") == (200, {"status": "ok"})
     assert web.request("/api/gateway/no-such-file.js").status == 404
@@ -92,8 +85,8 @@ def test_forwards_to_a_real_api_gateway(run_container, network):
     if not gateway_image:
         pytest.skip("set BUILDTASKS_IMAGE_BACKEND to a backend image to test against the gateway")
     gateway = run_container(network=network, alias="gateway", port=8000, image=gateway_image)
-    gateway.wait_healthy()
     web = run_container(env={"GATEWAY_URL": "http://gateway:8000"}, network=network)
+    gateway.wait_healthy()
     web.wait_healthy()
     assert web.get("/api/gateway/health") == (200, {"status": "ok"})
     status, body = web.get("/api/gateway/version")

@@ -2,7 +2,9 @@
 
 A pytest plugin, shipped with the `testing` extra (`buildtasks[testing]`). Each app's
 `tests/image/conftest.py` imports the fixtures it needs from here and sets its
-service port with a `container_port` fixture. The image under test comes from
+service port with a session-scoped `container_port` fixture. `service` is one healthy
+container shared by a module's read-only tests; containers are removed in the background
+while the next test runs. The image under test comes from
 `BUILDTASKS_IMAGE` (a digest or `name@sha256:...`), set by `uv run nox -s image_tests` and
 `uv run invoke docker.build --test`; its size budget from `BUILDTASKS_SIZE_BUDGET_MB`.
 """
@@ -13,6 +15,7 @@ import functools
 import gzip
 import json
 import os
+import shlex
 import subprocess
 import tarfile
 import time
@@ -114,18 +117,17 @@ def image() -> str:
 
 
 @pytest.fixture
-def network() -> Iterator[str]:
+def network(removals) -> Iterator[str]:
     """A user-defined network, so containers reach each other by alias."""
     name = f"imgtest-{uuid.uuid4().hex[:8]}"
     docker("network", "create", name)
     yield name
-    # Containers of run_container may still be attached (fixtures tear down in reverse order).
+    # Containers of run_container may still be attached (fixtures tear down in reverse
+    # order): they go first, then the network, in the background.
     attached = docker(
         "network", "inspect", "--format", "{{range .Containers}}{{.Name}} {{end}}", name
-    )
-    for container in attached.stdout.split():
-        docker("rm", "-f", container, check=False)
-    docker("network", "rm", name)
+    ).stdout.split()
+    remove_later(removals, attached, network=name)
 
 
 def engine_endpoint() -> str:
@@ -149,8 +151,69 @@ def published_address() -> tuple[str, str]:
     return "0.0.0.0", host
 
 
+def start_container(
+    image: str,
+    port: int,
+    *args: str,
+    env: dict[str, str] | None = None,
+    network: str = "",
+    alias: str = "",
+) -> Container:
+    """`docker run -d` one container of `image`, its `port` published where the tests reach it."""
+    name = f"imgtest-{uuid.uuid4().hex[:8]}"
+    bind, connect = published_address()
+    argv = ["run", "-d", "--name", name, "-p", f"{bind}::{port}"]
+    for key, value in (env or {}).items():
+        argv += ["-e", f"{key}={value}"]
+    if network:
+        argv += ["--network", network]
+    if alias:
+        argv += ["--network-alias", alias]
+    try:
+        docker(*argv, image, *args)
+    except AssertionError:
+        # A run that fails after creating the container (a port in use) leaves it behind.
+        docker("rm", "-f", name, check=False)
+        raise
+    mapped = docker("port", name, f"{port}/tcp").stdout.strip().splitlines()[0]
+    return Container(name, int(mapped.rsplit(":", 1)[1]), connect)
+
+
+@pytest.fixture(scope="session")
+def removals() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Containers being removed in the background; the session waits for them at its end.
+
+    A `docker rm -f` takes about half a second; the next test need not wait for it.
+    """
+    pending: list[subprocess.Popen[bytes]] = []
+    yield pending
+    for proc in pending:
+        proc.wait(timeout=120)
+
+
+def remove_later(
+    pending: list[subprocess.Popen[bytes]], names: list[str], *, network: str = ""
+) -> None:
+    """Start removing the containers `names`, then `network`, without waiting (see `removals`)."""
+    steps = []
+    if names:
+        steps.append(shlex.join(["docker", "rm", "-f", *names]))
+    if network:
+        # Another removal of the same containers may still be under way: retry for a while.
+        remove = shlex.join(["docker", "network", "rm", network])
+        steps.append(f"for _ in $(seq 40); do {remove} && break; sleep 0.25; done")
+    if steps:
+        pending.append(
+            subprocess.Popen(
+                ["sh", "-c", "; ".join(steps)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+
 @pytest.fixture
-def run_container(image: str, container_port: int) -> Iterator:
+def run_container(image: str, container_port: int, removals) -> Iterator:
     """Start containers of the image under test (or of `image=`); all are removed afterwards."""
     started: list[str] = []
 
@@ -162,23 +225,28 @@ def run_container(image: str, container_port: int) -> Iterator:
         port: int = container_port,
         image: str = image,
     ) -> Container:
-        name = f"imgtest-{uuid.uuid4().hex[:8]}"
-        bind, connect = published_address()
-        argv = ["run", "-d", "--name", name, "-p", f"{bind}::{port}"]
-        for key, value in (env or {}).items():
-            argv += ["-e", f"{key}={value}"]
-        if network:
-            argv += ["--network", network]
-        if alias:
-            argv += ["--network-alias", alias]
-        docker(*argv, image, *args)
-        started.append(name)
-        mapped = docker("port", name, f"{port}/tcp").stdout.strip().splitlines()[0]
-        return Container(name, int(mapped.rsplit(":", 1)[1]), connect)
+        container = start_container(image, port, *args, env=env, network=network, alias=alias)
+        started.append(container.name)
+        return container
 
     yield start
-    for name in started:
-        docker("rm", "-f", name, check=False)
+    remove_later(removals, started)
+
+
+@pytest.fixture(scope="module")
+def service(image: str, container_port: int, removals) -> Iterator[Container]:
+    """One healthy container of the image under test, as it starts with no settings.
+
+    Shared by a module's tests that only read from it (health, version, pages), so the
+    service starts once instead of once per test. A test that changes the container's
+    state (stops it, sets its environment) starts its own with `run_container`.
+    """
+    container = start_container(image, container_port)
+    try:
+        container.wait_healthy()
+        yield container
+    finally:
+        remove_later(removals, [container.name])
 
 
 # ----------------------------------------------------------------------------- checks
