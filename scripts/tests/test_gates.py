@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support.lab import ROOT, artifacts, cosign_key_pair, invoke, unique_repo
+from support.lab import ROOT, cosign_key_pair, invoke, unique_repo
 from support.vulndb import write_db
 
 from buildtasks import platforms, reports, scan, trivy
@@ -99,10 +99,10 @@ def test_the_gate_verdict_is_bound_to_one_digest():
 
 def test_sarif_keeps_one_category_per_platform():
     runs = [
-        scan.with_category(
+        reports.with_category(
             {"version": "2.1.0", "runs": [{"tool": {}}]}, "trivy/backend/linux-amd64"
         ),
-        scan.with_category(
+        reports.with_category(
             {"version": "2.1.0", "runs": [{"tool": {}}]}, "trivy/backend/linux-arm64"
         ),
     ]
@@ -378,6 +378,8 @@ def test_a_ghcr_build_on_stand_ins_is_refused_before_anything_is_pushed(lab):
 def test_sign_and_attest_refuse_without_a_gate_and_files_naming_no_digest(lab, tmp_path):
     name = f"{lab}/itest-{uuid.uuid4().hex[:10]}/monorepo"
     env = {"COSIGN_PASSWORD": "", "GITHUB_ACTIONS": "", "TRIVY_CACHE_DIR": str(tmp_path / "t")}
+    # Reports of its own: a build of this commit has the digest another test may have scanned.
+    env["BUILDTASKS_ARTIFACTS_DIR"] = str(tmp_path / "artifacts")
     cosign_key_pair(tmp_path)
     key = str(tmp_path / "cosign.key")
     assert (
@@ -406,7 +408,7 @@ def test_sign_and_attest_refuse_without_a_gate_and_files_naming_no_digest(lab, t
     assert attest.returncode != 0
     assert "names no image digest" in attest.stderr.strip().splitlines()[-1]
     # The report of another digest is no report for this one.
-    report = Path(artifacts()) / "backend/trivy.json"
+    report = tmp_path / "artifacts" / "backend/trivy.json"
     good = tmp_path / "good.json"
     good.write_text(report.read_text())
     data = json.loads(report.read_text())
