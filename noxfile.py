@@ -37,5 +37,5 @@ def workflows(session: nox.Session) -> None:
 
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """Measure build, rebuild, start-up times and image sizes; `-- --write` updates docs."""
+    """Measure builds, start-up, sizes, the wrapper and the release chain; `-- --write` updates docs."""
     sessions.benchmark(session)

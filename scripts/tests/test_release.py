@@ -7,9 +7,10 @@ import json
 import subprocess
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from support.lab import STORES, cosign_key_pair, engine_env, invoke, registry_tags
+from support.lab import STORES, artifacts, cosign_key_pair, engine_env, invoke, registry_tags
 from support.vulndb import write_db
 
 
@@ -105,6 +106,37 @@ def test_a_passing_chain_signs_and_attests_exactly_the_digest_it_tested(release_
     payload = json.loads(verify.stdout)[0]
     assert payload["critical"]["image"]["docker-manifest-digest"] == digest
     assert "skips the transparency log" in result.stderr
+    # The tests and the scan branch ran at once, each line under its prefix, and the table
+    # counts them once: the total is the wall time of the steps, not their sum.
+    assert "[backend tests] " in result.stderr and "[backend scan] " in result.stderr
+    table = dict(
+        (name.strip(), float(value.split()[0]))
+        for name, value in (
+            line.rsplit("  ", 1) for line in result.stdout.split("step times:")[1].splitlines()[1:]
+        )
+    )
+    assert table["gates, at once"] >= max(table["image tests"], table["scan"])
+    outside = ("build", "gates, at once", "sign", "attest", "verify", "tag")
+    assert table["total"] == pytest.approx(sum(table[k] for k in outside), abs=0.02)
+    # Trivy read the image once: the SBOMs were converted from the scan's package list, and
+    # they list exactly the packages of an SBOM read from the registry's bytes afterwards.
+    assert "SBOM, converted from the scan" in result.stderr
+    converted = released_sbom()
+    assert "vulnerabilities" not in converted  # an inventory; the findings are attested apart
+    direct = invoke("docker.sbom", "--image", "backend", "--ref", f"{repo}@{digest}", env=env)
+    assert direct.returncode == 0, direct.stderr[-2000:]
+    assert components(released_sbom()) == components(converted)
+    assert len(components(converted)) > 50
+
+
+def released_sbom() -> dict:
+    """The CycloneDX SBOM the last release or docker.sbom wrote for the backend."""
+    return json.loads((Path(artifacts()) / "backend" / "sbom.cdx.json").read_text())
+
+
+def components(sbom: dict) -> set[tuple[str, str]]:
+    """(package URL or name, version) of every component an SBOM lists."""
+    return {(c.get("purl") or c["name"], c.get("version", "")) for c in sbom["components"]}
 
 
 @pytest.mark.lab

@@ -22,7 +22,7 @@ from invoke.exceptions import Exit
 from support import vulndb
 from support.lab import ROOT, unique_repo
 
-from buildtasks import scan, trivy
+from buildtasks import reports, scan, trivy
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, ScanConfig
 from buildtasks.errors import ConfigError, GateFailed
@@ -440,13 +440,13 @@ def test_gate_message_for_the_bash_case():
 
 def test_with_category_names_each_run_and_leaves_the_input_alone():
     sarif = {"version": "2.1.0", "runs": [{"tool": {}}, {"automationDetails": {"id": "x/"}}]}
-    out = scan.with_category(sarif, scan.image_category("backend"))
+    out = reports.with_category(sarif, reports.image_category("backend"))
     assert [r["automationDetails"]["id"] for r in out["runs"]] == [
         "trivy/backend/",
         "trivy/backend/",
     ]
     assert "automationDetails" not in sarif["runs"][0]
-    assert scan.dockerfile_category("backend") == "trivy-config/backend"
+    assert reports.dockerfile_category("backend") == "trivy-config/backend"
 
 
 FATAL_DOWNLOAD = """\

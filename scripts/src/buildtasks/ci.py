@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from buildtasks import timing
 from buildtasks.config import Config, ImageSpec
 from buildtasks.record import platforms_slug
 
@@ -70,8 +71,11 @@ def summary_markdown(summary: Summary) -> str:
     lines = [f"### {summary.image}", "", "| | |", "| --- | --- |"]
     lines += [f"| {key} | {value} |" for key, value in rows]
     if summary.timings:
-        total = sum(seconds for _, seconds in summary.timings)
+        total = timing.total(summary.timings)
         lines += ["", "| step | seconds |", "| --- | ---: |"]
-        lines += [f"| {step} | {seconds:.1f} |" for step, seconds in summary.timings]
+        lines += [
+            f"| {'&emsp;' if step.startswith(timing.INSIDE) else ''}{step.strip()} | {seconds:.1f} |"
+            for step, seconds in summary.timings
+        ]
         lines.append(f"| **total** | **{total:.1f}** |")
     return "\n".join(lines) + "\n\n"

@@ -13,14 +13,15 @@ One builder for everything (the default) is a plain `build.build_image`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 from buildtasks import builders as builders_mod
 from buildtasks.build import BuildOptions, BuildOutcome, build_image, preflight
 from buildtasks.config import Config, ImageSpec, parse_platforms
-from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError
+from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.parallel import first_failure, relabel, run_all
 from buildtasks.push import repositories
 from buildtasks.runner import Runner
 
@@ -55,12 +56,6 @@ def check_spread(
         )
 
 
-def _relabel(exc: BuildtasksError, message: str) -> BuildtasksError:
-    """`exc`'s kind and exit code with another message (a failed command stays one line)."""
-    cls = BuildtasksError if isinstance(exc, CommandFailed) else type(exc)
-    return cls(message, exit_code=exc.exit_code)
-
-
 def build_spread(
     config: Config,
     image: ImageSpec,
@@ -91,25 +86,15 @@ def build_spread(
             preflight(sub)
             return build_image(config, image, part, sub, env=env, now=now, on=spec)
         except BuildtasksError as exc:
-            raise _relabel(exc, f"{', '.join(platforms)} on {spec}: {exc}") from None
+            raise relabel(exc, f"{', '.join(platforms)} on {spec}: {exc}") from None
 
     runner.say(
         f"==> {image.key}: {len(groups)} builders at once: "
         + "; ".join(f"{', '.join(p)} on {spec}" for spec, p in groups)
     )
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        futures = [pool.submit(one, group) for group in groups]
-        outcomes = []
-        errors = []
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except BuildtasksError as exc:
-                errors.append(exc)
+    outcomes, errors = run_all([partial(one, group) for group in groups])
     if errors:
-        first = errors[0]
-        rest = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise _relabel(first, f"{first}{rest}; nothing was tagged")
+        raise first_failure(errors, "; nothing was tagged")
     given = [
         PlatformDigest(
             platforms=outcome.platforms,

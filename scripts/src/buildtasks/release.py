@@ -1,13 +1,17 @@
-"""The release chain: build → image tests → push by digest → scan → SBOM → sign → attest →
-verify → tags.
+"""The release chain: build → (image tests ∥ Dockerfile check → push by digest → scan → SBOM)
+→ sign → attest → verify → tags.
 
 With `from_dir` (CI's merge job) the build is replaced by the merge of the per-platform digests
 that the build jobs pushed: the index is created untagged and the same gates run on it, the
 image tests included (they pull the index by digest and run this machine's platform).
 
-One digest flows through the whole chain. The image is pushed untagged, by digest, right after
-its tests; the scan and the SBOM then read exactly those registry bytes (every platform), and
-that digest is signed, attested and verified. Tags are applied last, in the registry, and only
+One digest flows through the whole chain. The image tests run while the image is pushed
+untagged, by digest, and scanned: the scan reads exactly those registry bytes (every
+platform) once, and the SBOMs are converted from that scan's package list, so they describe
+the same bytes. Each of the two branches prints its lines under a prefix
+(`[backend tests]`, `[backend scan]`) and keeps its own step times; the chain waits for both
+and fails naming the step that failed (the first, counting the others). Then that digest is
+signed, attested and verified. Tags are applied last, in the registry, and only
 once every gate of every selected image has passed: a failing gate leaves an untagged digest
 (for retention to remove) and no tag, signature or attestation anywhere. With `--no-push`
 (pull requests) the gates read the engine's image and nothing leaves the machine.
@@ -15,10 +19,12 @@ once every gate of every selected image has passed: a failing gate leaves an unt
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from buildtasks import record, timing
@@ -31,9 +37,10 @@ from buildtasks.build import (
     publish_build,
 )
 from buildtasks.config import Config, ImageSpec
-from buildtasks.errors import CommandFailed, ConfigError, GateFailed
+from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
 from buildtasks.imagetests import image_test_command
 from buildtasks.merge import MergeOptions, merge_image
+from buildtasks.parallel import first_failure, run_all
 from buildtasks.record import require_real_bases
 from buildtasks.refs import registry_of
 from buildtasks.registry import require_ready
@@ -89,10 +96,12 @@ def _say(runner: Runner, image: ImageSpec, message: str) -> None:
 
 
 @contextmanager
-def _step(stage: Stage, runner: Runner, name: str, message: str = "") -> Iterator[None]:
-    """Announce one step of `stage`'s chain and record how long it took (even when it fails)."""
-    _say(runner, stage.image, message or name)
-    with timing.step(stage.timings, name):
+def _step(
+    record_in: Stage | Branch, image: ImageSpec, runner: Runner, name: str, message: str = ""
+) -> Iterator[None]:
+    """Announce one step of an image's chain and record how long it took (even when it fails)."""
+    _say(runner, image, message or name)
+    with timing.step(record_in.timings, name):
         yield
 
 
@@ -113,7 +122,7 @@ def gates(
     """
     stage = Stage(image, _placeholder(image))
     if options.from_dir:
-        with _step(stage, runner, "merge", "merge the platform digests, untagged"):
+        with _step(stage, stage.image, runner, "merge", "merge the platform digests, untagged"):
             outcome = merge_image(
                 config,
                 image,
@@ -124,7 +133,7 @@ def gates(
             )
         stage.steps.append(f"merged {', '.join(outcome.platforms)} into {outcome.ref}")
     else:
-        with _step(stage, runner, "build"):
+        with _step(stage, stage.image, runner, "build"):
             outcome = build_image(
                 config, image, _load_only(options.build), runner, env=env, now=now
             )
@@ -132,15 +141,6 @@ def gates(
     stage.build = outcome
     if started is not None:
         started.append(stage)
-    # The merged index is in the registry only; a build is in the engine's store.
-    target = outcome.ref if options.from_dir else outcome.digest
-    if options.test and image.tests:
-        with _step(stage, runner, "image tests", f"image tests on {target}"):
-            try:
-                runner.run(image_test_command(image, target, root=config.root))
-            except CommandFailed:
-                raise GateFailed(f"image tests failed for {image.key} ({target})") from None
-        stage.steps.append("image tests passed")
     if options.push and not options.from_dir:
         require_real_bases(
             image.key,
@@ -150,13 +150,103 @@ def gates(
             lab_registry=config.lab.registry,
             allow=options.build.allow_stand_ins,
         )
-        with _step(stage, runner, "push", "push by digest, untagged"):
+    # The image tests and the scan branch (Dockerfile, push, scan, SBOM) need nothing of
+    # each other: they run at once, each with its log lines prefixed and its own timings.
+    branches = []
+    if options.test and image.tests:
+        branches.append(("tests", _test_branch))
+    branches.append(("scan", _scan_branch))
+    parallel = len(branches) > 1
+    started_at = time.monotonic()
+    done: list[Branch] = []
+    calls = []
+    for name, branch in branches:
+        sub = runner.derive(prefix=f"[{image.key} {name}] ") if parallel else runner
+        part = Branch(name)
+        done.append(part)
+        calls.append(partial(_run_branch, branch, part, config, stage, sub, options, env))
+    _, errors = run_all(calls)
+    if parallel:
+        stage.timings.append(("gates, at once", time.monotonic() - started_at))
+    for part in sorted(done, key=lambda b: BRANCH_ORDER.index(b.name)):
+        inside = timing.INSIDE if parallel else ""
+        stage.timings += [(f"{inside}{name}", seconds) for name, seconds in part.timings]
+        stage.steps += part.steps
+    if errors:
+        raise first_failure(errors)
+    return stage
+
+
+#: The order the branches' steps and timings are reported in, whichever ends first.
+BRANCH_ORDER = ("tests", "scan")
+
+
+@dataclass
+class Branch:
+    """What one branch of the gates did: its steps and timings, merged into the stage after."""
+
+    name: str
+    steps: list[str] = field(default_factory=list)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _run_branch(
+    branch: Callable[..., None],
+    part: Branch,
+    config: Config,
+    stage: Stage,
+    runner: Runner,
+    options: ReleaseOptions,
+    env: Mapping[str, str],
+) -> None:
+    try:
+        branch(part, config, stage, runner, options, env)
+    except BuildtasksError as exc:
+        if runner.prefix:
+            runner.say(f"failed: {exc}")
+        raise
+
+
+def _test_branch(
+    part: Branch,
+    config: Config,
+    stage: Stage,
+    runner: Runner,
+    options: ReleaseOptions,
+    env: Mapping[str, str],
+) -> None:
+    """Run the image tests on the built image (the engine's) or the merged index (by digest)."""
+    image, outcome = stage.image, stage.build
+    # The merged index is in the registry only; a build is in the engine's store.
+    target = outcome.ref if options.from_dir else outcome.digest
+    with _step(part, image, runner, "image tests", f"image tests on {target}"):
+        try:
+            runner.run(image_test_command(image, target, root=config.root))
+        except CommandFailed:
+            raise GateFailed(f"image tests failed for {image.key} ({target})") from None
+    part.steps.append("image tests passed")
+
+
+def _scan_branch(
+    part: Branch,
+    config: Config,
+    stage: Stage,
+    runner: Runner,
+    options: ReleaseOptions,
+    env: Mapping[str, str],
+) -> None:
+    """Check the Dockerfile, push by digest, then scan once and convert the SBOMs from the scan."""
+    image, outcome = stage.image, stage.build
+    local = replace(options.scan, local=not options.push)
+    with _step(part, image, runner, "scan Dockerfile"):
+        scan_dockerfile(config, image, runner, options=local)
+    target = outcome.ref if options.from_dir else outcome.digest
+    if options.push and not options.from_dir:
+        with _step(part, image, runner, "push", "push by digest, untagged"):
             outcome = stage.build = publish_build(config, outcome, runner, tag=False)
         target = outcome.ref
-        stage.steps.append(f"pushed untagged {target}")
-    local = replace(options.scan, local=not options.push)
-    with _step(stage, runner, "scan"):
-        scan_dockerfile(config, image, runner, options=local)
+        part.steps.append(f"pushed untagged {target}")
+    with _step(part, image, runner, "scan"):
         result = scan_image(
             config,
             image,
@@ -165,25 +255,23 @@ def gates(
             options=local,
             env=env,
             platforms_built=outcome.platforms,
+            inventory=True,
         )
     stage.scan_report = result.json_path
     stage.gate = tuple(result.severity)
     stage.findings = severity_counts(f for f in result.findings if f.kind == "vulnerability")
-    stage.steps.append(f"scan gate passed at {','.join(result.severity)}")
-    with _step(stage, runner, "SBOM"):
+    part.steps.append(f"scan gate passed at {','.join(result.severity)}")
+    with _step(part, image, runner, "SBOM", "SBOM, converted from the scan"):
         sboms = write_sbom(
             config,
             image,
             target,
             runner,
             local=local.local,
-            cache_dir=local.cache_dir,
-            offline=bool(local.offline),
-            platforms_built=outcome.platforms,
+            inventory=result.inventory,
         )
     stage.sboms = sboms.of_format("cyclonedx")
-    stage.steps.append("SBOM written")
-    return stage
+    part.steps.append("SBOM written")
 
 
 def _placeholder(image: ImageSpec) -> BuildOutcome:
@@ -212,9 +300,9 @@ def publish(
 ) -> Stage:
     """Sign, attest and verify the pushed digest, then point the tags at it."""
     stage.ref = stage.build.ref
-    with _step(stage, runner, "sign", f"sign {stage.ref}"):
+    with _step(stage, stage.image, runner, "sign", f"sign {stage.ref}"):
         sign_image(config, stage.ref, runner, env=env, options=options.sign)
-    with _step(stage, runner, "attest", "attest SBOM and vulnerability report"):
+    with _step(stage, stage.image, runner, "attest", "attest SBOM and vulnerability report"):
         attest_image(
             config,
             stage.ref,
@@ -225,13 +313,13 @@ def publish(
             options=options.sign,
         )
     kinds = [k for k, f in (("cyclonedx", stage.sboms), ("vuln", stage.scan_report)) if f]
-    with _step(stage, runner, "verify"):
+    with _step(stage, stage.image, runner, "verify"):
         verified = verify_image(
             config, stage.ref, runner, env=env, options=options.sign, attestations=kinds
         )
     stage.signer = signer_description(verified)
     stage.steps += ["signed", "attested", f"verified signature and {', '.join(kinds)}"]
-    with _step(stage, runner, "tag", f"tag {len(stage.build.tags)} tag(s)"):
+    with _step(stage, stage.image, runner, "tag", f"tag {len(stage.build.tags)} tag(s)"):
         stage.build = publish_build(config, stage.build, runner, tag=True)
     stage.steps.append(f"tagged {', '.join(stage.build.tags)}")
     return stage

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 #: The top-level key of a trivy JSON report that buildtasks adds (Trivy ignores it).
@@ -47,6 +49,22 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]], *, name: str
     first["ArtifactName"] = name
     first["Results"] = results
     return first
+
+
+def without_packages(report: Mapping[str, Any]) -> dict[str, Any]:
+    """`report` without the package lists of `--list-all-pkgs` (the SBOMs carry those).
+
+    What remains is what a scan found: the report users read, gate on and attest.
+    """
+    out = dict(report)
+    if isinstance(results := report.get("Results"), list):
+        out["Results"] = [
+            {k: v for k, v in result.items() if k != "Packages"}
+            if isinstance(result, Mapping)
+            else result
+            for result in results
+        ]
+    return out
 
 
 def stamp_report(
@@ -131,6 +149,15 @@ def stamp_sbom(
     return out
 
 
+def inventory_only(sbom: Mapping[str, Any]) -> dict[str, Any]:
+    """A CycloneDX SBOM converted from a scan report, without the scan's vulnerabilities.
+
+    An SBOM is an inventory; the findings are attested separately (`--type vuln`), from the
+    report the gate read.
+    """
+    return {k: v for k, v in sbom.items() if k != "vulnerabilities"}
+
+
 def sbom_stamp(sbom: Mapping[str, Any]) -> dict[str, str]:
     """The `buildtasks:*` properties of a CycloneDX SBOM."""
     props = (sbom.get("metadata") or {}).get("properties") or ()
@@ -139,3 +166,35 @@ def sbom_stamp(sbom: Mapping[str, Any]) -> dict[str, str]:
         for p in props
         if isinstance(p, Mapping) and str(p.get("name", "")).startswith("buildtasks:")
     }
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """One platform's raw Trivy report listing every package: what an SBOM is converted from."""
+
+    #: `linux/arm64`; empty for a single-platform image.
+    platform: str
+    #: The manifest digest of this platform (the image's own digest when single-platform).
+    digest: str
+    path: Path
+
+
+def with_category(sarif: Mapping[str, Any], category: str) -> dict[str, Any]:
+    """Return `sarif` with every run's `automationDetails.id` set to `<category>/`.
+
+    GitHub code scanning reads the text up to the last `/` as the analysis category, so
+    each image (and its Dockerfile) stays a category of its own and one upload never
+    replaces another's alerts.
+    """
+    doc = copy.deepcopy(dict(sarif))
+    for run in doc.get("runs") or ():
+        run["automationDetails"] = {**run.get("automationDetails", {}), "id": f"{category}/"}
+    return doc
+
+
+def image_category(image_key: str) -> str:
+    return f"trivy/{image_key}"
+
+
+def dockerfile_category(image_key: str) -> str:
+    return f"trivy-config/{image_key}"

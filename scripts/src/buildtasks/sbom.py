@@ -80,11 +80,14 @@ def write_sbom(
     offline: bool = False,
     local: bool = False,
     platforms_built: Sequence[str] = (),
+    inventory: Sequence[reports.PackageReport] = (),
 ) -> SbomResult:
     """Write `image`'s SBOMs (CycloneDX and SPDX JSON by default) for every platform of `ref`.
 
     Each CycloneDX SBOM is stamped with the digest of `ref` (and its platform's manifest
-    digest), so an attestation can check it describes the image it is attached to.
+    digest), so an attestation can check it describes the image it is attached to. With
+    `inventory` (the raw reports of `scan_image(inventory=True)` on the same `ref`) the
+    SBOMs are converted from those reports (`trivy convert`) and the image is not read again.
     """
     parsed = require_digest(ref, allow_image_id=local)
     out_dir = config.artifacts_path(image)
@@ -93,28 +96,37 @@ def write_sbom(
         out_dir.mkdir(parents=True, exist_ok=True)
         for stale in out_dir.glob("sbom.*json"):
             stale.unlink()
-    targets = platforms.targets_of(
-        str(parsed), runner, local=local, platforms=platforms_built, workdir=work / "image"
-    )
-    multi = len(targets) > 1
-    cwd = None if runner.dry else platforms.empty_dir(work / "cwd")
+    sources: list[tuple[str, str, Path | platforms.Target]]
+    if inventory:
+        sources = [(r.platform, r.digest, r.path) for r in inventory]
+        cwd = None
+    else:
+        targets = platforms.targets_of(
+            str(parsed), runner, local=local, platforms=platforms_built, workdir=work / "image"
+        )
+        sources = [(t.platform, t.digest, t) for t in targets]
+        cwd = None if runner.dry else platforms.empty_dir(work / "cwd")
+    multi = len(sources) > 1
     files: dict[str, Path] = {}
     counts: dict[str, int] = {}
-    for target in targets:
+    for platform, digest, source in sources:
         for fmt in formats:
-            key = f"{fmt} {target.platform}" if multi else fmt
-            path = sbom_path(config, image, fmt, target.platform if multi else "")
+            key = f"{fmt} {platform}" if multi else fmt
+            path = sbom_path(config, image, fmt, platform if multi else "")
             files[key] = path
-            command = trivy.sbom(
-                target.ref,
-                fmt,
-                path,
-                cache_dir=cache_dir,
-                offline=offline,
-                local=local and not target.layout,
-                layout=target.layout,
-                cwd=cwd,
-            )
+            if isinstance(source, Path):
+                command = trivy.sbom_from_report(source, fmt, path)
+            else:
+                command = trivy.sbom(
+                    source.ref,
+                    fmt,
+                    path,
+                    cache_dir=cache_dir,
+                    offline=offline,
+                    local=local and not source.layout,
+                    layout=source.layout,
+                    cwd=cwd,
+                )
             runner.run(command, capture=True)
             if runner.dry:
                 continue
@@ -125,12 +137,14 @@ def write_sbom(
             counts[key] = count_packages(fmt, document)
             if fmt == "cyclonedx":
                 stamped = reports.stamp_sbom(
-                    document,
+                    reports.inventory_only(document),
                     digest=parsed.digest,
-                    platform=target.platform if multi else "",
-                    manifest=target.digest,
+                    platform=platform if multi else "",
+                    manifest=digest,
                 )
                 path.write_text(json.dumps(stamped, indent=2) + "\n", encoding="utf-8")
     if not runner.dry:
         shutil.rmtree(work, ignore_errors=True)
+        for report in inventory:
+            shutil.rmtree(report.path.parent, ignore_errors=True)
     return SbomResult(str(parsed), files, counts)

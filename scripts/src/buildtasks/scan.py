@@ -60,6 +60,9 @@ class UntrustedVulnDB(VulnDBUnavailable):
     """The vulnerability DB is a test fixture, or too old for a clean scan to mean anything."""
 
 
+#: Where `scan_image(inventory=True)` keeps the raw reports, under the image's artifacts.
+INVENTORY_DIR = ".inventory"
+
 #: Lets the project's own tests scan with their invented fixture DB.
 ALLOW_TEST_DB = "BUILDTASKS_ALLOW_TEST_DB"
 
@@ -266,27 +269,6 @@ def gate_message(
     )
 
 
-def with_category(sarif: Mapping[str, Any], category: str) -> dict[str, Any]:
-    """Return `sarif` with every run's `automationDetails.id` set to `<category>/`.
-
-    GitHub code scanning reads the text up to the last `/` as the analysis category, so
-    each image (and its Dockerfile) stays a category of its own and one upload never
-    replaces another's alerts.
-    """
-    doc = json.loads(json.dumps(sarif))
-    for run in doc.get("runs") or ():
-        run["automationDetails"] = {**run.get("automationDetails", {}), "id": f"{category}/"}
-    return doc
-
-
-def image_category(image_key: str) -> str:
-    return f"trivy/{image_key}"
-
-
-def dockerfile_category(image_key: str) -> str:
-    return f"trivy-config/{image_key}"
-
-
 def no_db_message(tried: Sequence[tuple[str, str]], *, offline: bool) -> str:
     """The one-line error when no vulnerability DB can be had, naming every way to get one."""
     fixes = (
@@ -324,6 +306,8 @@ class ScanResult:
     sarif_name: str = ""
     #: Where accepted risks came from (ignore file, VEX): named in the gate line.
     ignored: tuple[str, ...] = ()
+    #: With `scan_image(inventory=True)`: the reports the SBOMs are converted from.
+    inventory: tuple[reports_.PackageReport, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -484,7 +468,7 @@ def _sarif(
         if runner.dry:
             continue
         label = f"{category}/{platforms.platform_slug(platform)}" if platform else category
-        docs.append(with_category(_read(out), label))
+        docs.append(reports_.with_category(_read(out), label))
         if out != sarif_path:
             out.unlink()
     if not runner.dry:
@@ -556,11 +540,16 @@ def scan_image(
     check: bool = True,
     platforms_built: Sequence[str] = (),
     now: datetime | None = None,
+    inventory: bool = False,
 ) -> ScanResult:
     """Scan every platform of `ref` (by digest); write trivy.json and trivy.sarif; gate on all.
 
     A multi-platform image is scanned once per platform (`trivy.<os>-<arch>.json`), and the
-    gate reads the merge of those reports: a finding on any platform fails it. Raises
+    gate reads the merge of those reports: a finding on any platform fails it. With
+    `inventory`, Trivy also lists every package, and those raw reports (under
+    `.buildtasks/<image>/.inventory/`) are returned for `sbom.write_sbom(reports=...)`: the
+    image is read once for the scan and the SBOMs. The reports users read and attest keep
+    the findings only. Raises
     `GateFailed` (one line naming the worst findings) unless `check` is false,
     `VulnDBUnavailable` when no vulnerability DB can be had, and `UntrustedVulnDB` when the
     DB is a test fixture or older than `max-db-age-days`.
@@ -585,11 +574,15 @@ def scan_image(
         str(parsed), runner, local=opts.local, platforms=platforms_built, workdir=work / "image"
     )
     reports: list[tuple[str, Path]] = []
+    raw: list[reports_.PackageReport] = []
+    if inventory and not runner.dry:
+        platforms.empty_dir(out_dir / INVENTORY_DIR)
     for target in targets:
         path = out_dir / f"trivy.{target.slug}.json" if len(targets) > 1 else json_path
+        written = out_dir / INVENTORY_DIR / f"{target.slug or 'image'}.json" if inventory else path
         command = trivy.image_scan(
             target.ref,
-            path,
+            written,
             cache_dir=cache,
             offline=opts.offline,
             ignorefile=ignorefile,
@@ -597,8 +590,13 @@ def scan_image(
             local=opts.local and not target.layout,
             layout=target.layout,
             cwd=cwd,
+            inventory=inventory,
         )
         _run_trivy(runner, command)
+        if inventory:
+            raw.append(reports_.PackageReport(target.platform, target.digest, written))
+            if not runner.dry:
+                _write(path, reports_.without_packages(_read(written)))
         reports.append((target.platform if len(targets) > 1 else "", path))
     if not runner.dry:
         merged = reports_.merge_reports([(p, _read(f)) for p, f in reports], name=str(parsed))
@@ -613,7 +611,7 @@ def scan_image(
                 ignore_sources=ignored,
             ),
         )
-    _sarif(runner, reports, sarif_path, image_category(image.key))
+    _sarif(runner, reports, sarif_path, reports_.image_category(image.key))
     runner.run(trivy.to_table(json_path, opts.severity))
     result = _decide(
         config,
@@ -638,7 +636,7 @@ def scan_image(
         )
         shutil.rmtree(work, ignore_errors=True)
     _report(result, runner, check=check)
-    return result
+    return replace(result, inventory=tuple(raw))
 
 
 def scan_dockerfile(
@@ -668,7 +666,7 @@ def scan_dockerfile(
         cwd=None if runner.dry else platforms.empty_dir(work),
     )
     _run_trivy(runner, command)
-    _sarif(runner, [("", json_path)], sarif_path, dockerfile_category(image.key))
+    _sarif(runner, [("", json_path)], sarif_path, reports_.dockerfile_category(image.key))
     if not runner.dry:
         shutil.rmtree(work, ignore_errors=True)
     runner.run(trivy.to_table(json_path, opts.severity))

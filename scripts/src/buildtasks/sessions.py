@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from buildtasks import config as config_mod
 from buildtasks import imagetests, labstate, tools
@@ -43,6 +44,10 @@ def run(session, command: Command) -> None:
         session.run(executable, *command.argv[1:], env=dict(command.env) or None, external=True)
 
 
+#: The long suites end by listing their slowest tests, so a slow run says where its time went.
+SLOWEST = "--durations=15"
+
+
 def pytest(session, *args: str, env: dict[str, str] | None = None) -> None:
     """Run pytest in the project's environment.
 
@@ -71,13 +76,14 @@ def tests(session) -> None:
         str(root / "apps/backend/tests"),
         f"--ignore={root / 'apps/backend/tests/image'}",
         f"--ignore={root / 'scripts/tests/workflows'}",
+        SLOWEST,
         *session.posargs,
     )
 
 
 def workflows(session) -> None:
     root = config_mod.load().root
-    pytest(session, str(root / "scripts/tests/workflows"), *session.posargs)
+    pytest(session, str(root / "scripts/tests/workflows"), SLOWEST, *session.posargs)
 
 
 def image_tests(session) -> None:
@@ -122,9 +128,20 @@ def benchmark(session) -> None:
             figures += bench.measure_wrapper(
                 config.root, image, runs=5, env={**env, "BUILDTASKS_ARTIFACTS_DIR": scratch}
             )
+        backend = config.image("backend")
+        session.log("backend: measuring the warm release chain, step by step")
+        release_env, release_args = bench.release_setup(
+            config.root, Path(scratch), config.lab.registry
+        )
+        figures += bench.measure_release(
+            config.root,
+            backend,
+            runs=runs,
+            env={**env, **release_env, "BUILDTASKS_ARTIFACTS_DIR": scratch},
+            args=release_args,
+        )
         second = labstate.read().engines.get("classic")
         if second:
-            backend = config.image("backend")
             session.log("backend: measuring one engine against two, and the registry cache")
             figures += bench.measure_distribution(config, backend, runner, second)
         else:

@@ -24,6 +24,11 @@ def step(steps: Steps, name: str) -> Iterator[None]:
         steps.append((name, time.monotonic() - started))
 
 
+#: Put before the name of a step that ran inside the step above it, at the same time as its
+#: siblings: it is shown indented and not added to the total (the step above holds its time).
+INSIDE = "  "
+
+
 def table(title: str, steps: Sequence[tuple[str, float]]) -> list[str]:
     """The steps as aligned lines, with their total: what the tasks print last."""
     if not steps:
@@ -31,8 +36,13 @@ def table(title: str, steps: Sequence[tuple[str, float]]) -> list[str]:
     width = max(len(name) for name, _ in (*steps, ("total", 0.0)))
     lines = [title]
     lines += [f"  {name.ljust(width)}  {seconds:7.2f} s" for name, seconds in steps]
-    lines.append(f"  {'total'.ljust(width)}  {sum(s for _, s in steps):7.2f} s")
+    lines.append(f"  {'total'.ljust(width)}  {total(steps):7.2f} s")
     return lines
+
+
+def total(steps: Sequence[tuple[str, float]]) -> float:
+    """The time the steps took: steps run inside another one are counted by that one."""
+    return sum(seconds for name, seconds in steps if not name.startswith(INSIDE))
 
 
 def as_record(steps: Sequence[tuple[str, float]]) -> list[list[object]]:

@@ -144,12 +144,15 @@ def image_scan(
     local: bool = False,
     layout: bool = False,
     cwd: str | None = None,
+    inventory: bool = False,
 ) -> Command:
     """Return the one Trivy run of an image: every finding, every severity, JSON, exit code 0.
 
     The DB is expected in place already (`db_download`), hence `--skip-db-update`. `cwd`
     should be an empty directory, so no `trivy.yaml` or `.trivyignore` lying around the
-    caller's working directory drops findings unseen.
+    caller's working directory drops findings unseen. With `inventory` the report also lists
+    every package (`--list-all-pkgs`), so the SBOMs can be converted from it (`sbom_from_report`)
+    instead of reading the image again.
     """
     source, target, hint = image_source(ref, local=local, layout=layout)
     argv = [
@@ -167,6 +170,7 @@ def image_scan(
         "0",
         "--skip-db-update",
         "--no-progress",
+        *(["--list-all-pkgs"] if inventory else []),
         *_common(cache_dir),
         *_offline_flags(offline),
         *source,
@@ -234,6 +238,16 @@ def sbom(
         argv += ["--skip-java-db-update", "--offline-scan"]
     argv += [*source, *([target] if target else [])]
     return Command(tuple(argv), hint=hint, cwd=cwd)
+
+
+def sbom_from_report(report: Path, fmt: str, output: Path) -> Command:
+    """Return the conversion of a `--list-all-pkgs` JSON report into the SBOM format `fmt`.
+
+    The packages are the ones `sbom` lists for the same image; the image is not read again.
+    """
+    if fmt not in SBOM_FORMATS:
+        raise ValueError(f"unknown SBOM format {fmt!r}; known: {', '.join(SBOM_FORMATS)}")
+    return Command(("trivy", "convert", "--format", fmt, "--output", str(output), str(report)))
 
 
 def to_sarif(report: Path, output: Path) -> Command:
