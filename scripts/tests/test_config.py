@@ -198,3 +198,93 @@ def test_sign_release_identity_from_pyproject():
     assert sign.release_workflow == ".github/workflows/release.yaml"
     assert sign.release_refs == ("refs/heads/main", "refs/heads/release/**")
     assert sign.certificate_identity == "https://github.com/acme/app/x.yml@refs/heads/main"
+
+
+#: One wrong type for every key of every table: (table path, key, value). Numbers where text
+#: belongs, text where a switch or a number belongs, a switch where a count belongs, text
+#: where a table belongs.
+WRONG_TYPES = [
+    *(("", key, 5) for key in ("registry", "cache", "cache-dir", "ca-cert", "artifacts-dir")),
+    *(("", key, "x") for key in ("images", "scan", "sign", "lab", "builders", "runners")),
+    ("", "retention", "x"),
+    ("", "paths", 5),
+    *(
+        ("images.backend", key, 5)
+        for key in (
+            "repository",
+            "dockerfile",
+            "context",
+            "target",
+            "platforms",
+            "tests",
+            "title",
+            "description",
+            "tags",
+            "flavor",
+            "cache",
+            "paths",
+        )
+    ),
+    ("images.backend", "build-args", "x"),
+    ("images.backend", "size-budget-mb", True),
+    ("images.backend", "size-budget-mb", "200"),
+    ("images.backend", "retention", "x"),
+    *(("scan", key, 5) for key in ("severity", "ignorefile", "db-repositories", "cache-dir")),
+    ("scan", "ignore-unfixed", "yes"),
+    ("scan", "offline", "true"),
+    ("scan", "max-db-age-days", True),
+    ("scan", "max-db-age-days", "3"),
+    *(
+        ("sign", key, 5)
+        for key in (
+            "key",
+            "public-key",
+            "certificate-identity",
+            "certificate-oidc-issuer",
+            "release-workflow",
+            "release-refs",
+        )
+    ),
+    *(("lab", key, 5) for key in ("registry", "suite", "seed")),
+    ("lab", "classic-engine", "yes"),
+    ("retention", "keep-tags", "latest"),
+    ("retention", "expire-tags", "pr-*"),
+    ("retention", "keep-untagged", True),
+    ("retention", "untagged-days", "7"),
+    ("retention", "keep-build-cache", "yes"),
+]
+
+
+def test_every_key_is_listed_with_a_wrong_type():
+    from buildtasks.retention import policy
+
+    tables = {
+        "": config._TOP_KEYS,
+        "images.backend": config._IMAGE_KEYS,
+        "scan": config._SCAN_KEYS,
+        "sign": config._SIGN_KEYS,
+        "lab": config._LAB_KEYS,
+        "retention": policy.KEYS,
+    }
+    listed = {(where, key) for where, key, _ in WRONG_TYPES}
+    missing = {(w, k) for w, keys in tables.items() for k in keys if (w, k) not in listed}
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [pytest.param(*case, id=f"{case[0] or 'top'}.{case[1]}={case[2]!r}") for case in WRONG_TYPES],
+)
+def test_a_wrong_type_is_refused_naming_the_key(where, key, value):
+    data = table()
+    target = data
+    for part in where.split(".") if where else ():
+        target = target.setdefault(part, {})
+    target[key] = value
+    with pytest.raises(ConfigError) as err:
+        config.parse(data, ROOT, {})
+    message = str(err.value)
+    assert "\n" not in message
+    path = f"tool.buildtasks.{where}.{key}" if where else f"tool.buildtasks.{key}"
+    assert path in message, message
+    assert "unknown key" not in message, message

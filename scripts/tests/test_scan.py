@@ -585,21 +585,26 @@ def test_task_user_mistakes_exit_with_one_line(tmp_path, monkeypatch, kwargs, co
     assert text in str(err.value.message) and "\n" not in str(err.value.message)
 
 
-def test_task_without_ref_reads_the_last_build(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("pushed", [True, False], ids=["pushed", "not-pushed"])
+def test_task_without_ref_reads_the_last_build(tmp_path, monkeypatch, capsys, pushed):
+    """The registry's bytes once pushed; before, the engine's image the build left there."""
     config = make_config(tmp_path)
     out = config.artifacts_path(config.image("backend"))
     out.mkdir(parents=True)
+    facts: dict[str, object] = {"tags": ["127.0.0.1:5000/monorepo:main"]}
+    if pushed:
+        facts["registry_digest"] = DIGEST
     (out / "metadata.json").write_text(
-        json.dumps(
-            {
-                "containerimage.digest": DIGEST,
-                "buildtasks": {"tags": ["127.0.0.1:5000/monorepo:main"]},
-            }
-        )
+        json.dumps({"containerimage.digest": DIGEST, "buildtasks": facts})
     )
     monkeypatch.setattr(docker_scan, "load_config", lambda c: config)
     docker_scan.sbom(dry_context())
-    assert f"--image-src remote {REF}\n" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    if pushed:
+        assert f"--image-src remote {REF}\n" in err
+    else:
+        assert f"--image-src docker {DIGEST}\n" in err
+        assert "note: the last build of backend is not pushed: reading the engine's image" in err
 
 
 # =========================================================================== lab: real scans

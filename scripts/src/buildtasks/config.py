@@ -277,6 +277,8 @@ def _suggest(word: str, choices: Sequence[str] | Mapping[str, Any]) -> str:
 
 
 def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {table!r}")
     for key in table:
         if key not in allowed:
             raise ConfigError(
@@ -316,11 +318,10 @@ def parse_days(value: Any, where: str) -> float:
 
 
 def _bool(value: Any, where: str) -> bool:
+    """A TOML boolean: `true` or `false`, unquoted (a string is no switch here)."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
-        return value.lower() in ("1", "true", "yes")
-    raise ConfigError(f"{where} must be true or false, got {value!r}")
+    raise ConfigError(f"{where} must be true or false (unquoted), got {value!r}")
 
 
 def parse_platforms(value: str | Sequence[str], where: str = "--platform") -> tuple[str, ...]:
@@ -401,7 +402,9 @@ def _parse_image(key: str, table: Any, retention: Policy | None = None) -> Image
     if not isinstance(build_args, dict) or not all(isinstance(v, str) for v in build_args.values()):
         raise ConfigError(f"{where}.build-args must be a table of strings")
     budget = table.get("size-budget-mb")
-    if budget is not None and (not isinstance(budget, int) or budget <= 0):
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0
+    ):
         raise ConfigError(f"{where}.size-budget-mb must be a positive integer, got {budget!r}")
     return ImageSpec(
         key=key,

@@ -8,6 +8,8 @@ the Invoke adapter turns it into `Exit(message, code)` and the Nox adapter into
 
 from __future__ import annotations
 
+import errno
+
 
 class BuildtasksError(Exception):
     """Base class: `str(err)` is the one-line message, `exit_code` the process exit code."""
@@ -42,6 +44,43 @@ class RegistryUnavailable(BuildtasksError):
     """The target registry cannot be reached or refuses us (down, no login)."""
 
     exit_code = 4
+
+
+class NotFound(BuildtasksError):
+    """What a step works on is not there: no build record yet, a digest the registry lacks."""
+
+    exit_code = 5
+
+
+class FilesystemError(BuildtasksError):
+    """A file or directory a task writes cannot be written (permissions, read-only, full)."""
+
+    exit_code = 6
+
+
+#: errno → what to do, for the `OSError`s a task can meet writing its files.
+_FS_FIXES = {
+    errno.EACCES: "make it writable for this user (chmod, chown), or point "
+    "BUILDTASKS_ARTIFACTS_DIR (or the setting naming this path) at a writable directory",
+    errno.EPERM: "it is immutable or owned by someone else (lsattr; chattr -i), or point "
+    "BUILDTASKS_ARTIFACTS_DIR (or the setting naming this path) at a writable directory",
+    errno.EROFS: "it is on a read-only file system: mount it writable, or point "
+    "BUILDTASKS_ARTIFACTS_DIR (or the setting naming this path) at a writable directory",
+    errno.ENOSPC: "the disk is full (df -h): free space, e.g. `docker builder prune` and the "
+    "local build cache under cache-dir (~/.cache/buildx)",
+    errno.EDQUOT: "the disk quota is used up (quota -s): free space, e.g. `docker builder "
+    "prune` and the local build cache under cache-dir (~/.cache/buildx)",
+}
+
+
+def filesystem_error(exc: OSError) -> FilesystemError | None:
+    """One line for an `OSError` writing a file, naming the path and the fix (None: not one)."""
+    fix = _FS_FIXES.get(exc.errno or 0)
+    if fix is None:
+        return None
+    path = exc.filename or "a file the task writes"
+    reason = exc.strerror or str(exc)
+    return FilesystemError(f"cannot write {path}: {reason}: {fix}")
 
 
 class GateFailed(BuildtasksError):

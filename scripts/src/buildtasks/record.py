@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from buildtasks.config import Config, ImageSpec
-from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.errors import BuildtasksError, ConfigError, NotFound
 from buildtasks.files import write_atomic
 from buildtasks.refs import by_digest, is_local_registry, registry_of, require_digest
 
@@ -65,7 +65,7 @@ def _load(path: Path) -> Mapping[str, object]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BuildtasksError(
+        raise NotFound(
             f"no build metadata at {path}: build the image first with `uv run invoke docker.build`"
         ) from None
     except json.JSONDecodeError as exc:
@@ -220,6 +220,12 @@ def refuse_stand_ins(
             lab_registry=config.lab.registry,
             allow=allow,
         )
+
+
+def unpushed_digest(config: Config, spec: ImageSpec) -> str:
+    """The engine's digest of the last build of `spec` when it was not pushed ('' otherwise)."""
+    recorded = read_recorded(config, spec)
+    return "" if recorded.registry_digest else recorded.digest
 
 
 def digest_targets(

@@ -19,6 +19,7 @@ from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError
 from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
+from buildtasks.scan import run_trivy
 
 #: SBOM formats: Trivy's `--format` value and the file written under `.buildtasks/<image>/`.
 FORMATS = trivy.SBOM_FORMATS
@@ -127,7 +128,7 @@ def write_sbom(
                     layout=source.layout,
                     cwd=cwd,
                 )
-            runner.run(command, capture=True)
+            run_trivy(runner, command)
             if runner.dry:
                 continue
             try:

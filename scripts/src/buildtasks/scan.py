@@ -40,7 +40,13 @@ from buildtasks import platforms, trivy
 from buildtasks import reports as reports_
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, parse_severity
-from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
+from buildtasks.errors import (
+    BuildtasksError,
+    CommandFailed,
+    ConfigError,
+    GateFailed,
+    NotFound,
+)
 from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
 from buildtasks.trivy import ALL_SEVERITIES
@@ -432,8 +438,9 @@ def trusted_db(
     return meta
 
 
-def _run_trivy(runner: Runner, command: Command) -> None:
-    """Run a scan step; turn a missing DB into `VulnDBUnavailable`, other failures into one line.
+def run_trivy(runner: Runner, command: Command) -> None:
+    """Run a scan or SBOM step; turn a missing DB into `VulnDBUnavailable`, an image that is
+    not there into `NotFound`, other failures into one line.
 
     The scan step never downloads the DB (`ensure_db` did, or was told not to), so a DB
     failure here means the cache holds none.
@@ -443,6 +450,9 @@ def _run_trivy(runner: Runner, command: Command) -> None:
         return
     if trivy.db_unavailable(result.stderr):
         raise VulnDBUnavailable(no_db_message([], offline=True))
+    if missing := trivy.image_missing(result.stderr):
+        where = "the engine's image store" if "docker" in command.argv else "the registry"
+        raise NotFound(f"{command.argv[-1]} is not in {where} ({missing}): {command.hint}")
     reason = trivy.trivy_reason(result.stderr)
     hint = f"{reason}; {command.hint}" if command.hint else reason
     raise CommandFailed(command.argv, result.returncode, hint)
@@ -592,7 +602,7 @@ def scan_image(
             cwd=cwd,
             inventory=inventory,
         )
-        _run_trivy(runner, command)
+        run_trivy(runner, command)
         if inventory:
             raw.append(reports_.PackageReport(target.platform, target.digest, written))
             if not runner.dry:
@@ -665,7 +675,7 @@ def scan_dockerfile(
         ignorefile=resolve_ignorefile(config, options),
         cwd=None if runner.dry else platforms.empty_dir(work),
     )
-    _run_trivy(runner, command)
+    run_trivy(runner, command)
     _sarif(runner, [("", json_path)], sarif_path, reports_.dockerfile_category(image.key))
     if not runner.dry:
         shutil.rmtree(work, ignore_errors=True)

@@ -19,7 +19,7 @@ from buildtasks import config as config_mod
 from buildtasks import imagetests, labstate, tools
 from buildtasks.build import BuildOptions, build_image, preflight
 from buildtasks.command import Command
-from buildtasks.errors import BuildtasksError
+from buildtasks.errors import BuildtasksError, filesystem_error
 from buildtasks.lint import lint_commands, prepare_actionlint
 from buildtasks.runner import Runner
 
@@ -31,6 +31,10 @@ def errors_to_session(session) -> Iterator[None]:
         yield
     except BuildtasksError as exc:
         session.error(str(exc))
+    except OSError as exc:
+        if (error := filesystem_error(exc)) is None:
+            raise
+        session.error(str(error))
 
 
 def run(session, command: Command) -> None:

@@ -292,6 +292,17 @@ def to_table(report: Path, severities: Sequence[str]) -> Command:
     )
 
 
+#: Trivy's words when the image it was given is not where it looked.
+_MISSING_RE = re.compile(r"MANIFEST_UNKNOWN|No such image|unable to find the specified image")
+
+
+def image_missing(stderr: str) -> str:
+    """What says the image is not there ('MANIFEST_UNKNOWN', 'No such image'; '' if not that)."""
+    found = [m.group(0) for m in _MISSING_RE.finditer(stderr)]
+    specific = [m for m in found if m != "unable to find the specified image"]
+    return (specific or found or [""])[0]
+
+
 def db_unavailable(stderr: str) -> bool:
     """Whether Trivy's error output says it has no vulnerability DB and cannot get one."""
     return bool(_DB_FAILURE_RE.search(stderr))

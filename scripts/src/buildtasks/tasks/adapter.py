@@ -13,7 +13,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from buildtasks import config as config_mod
-from buildtasks.errors import BuildtasksError
+from buildtasks.errors import BuildtasksError, filesystem_error
 from buildtasks.runner import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,5 +52,10 @@ def errors_to_exit(func: F) -> F:
             # The reader went away (`| head -1`): stop quietly, as other tools do on SIGPIPE.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise Exit(code=141) from None
+        except OSError as exc:
+            # A file the task writes: unwritable, read-only, immutable, or the disk is full.
+            if (error := filesystem_error(exc)) is None:
+                raise
+            raise Exit(f"error: {error}", code=error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

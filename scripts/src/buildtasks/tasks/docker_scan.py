@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from invoke import task
 from invoke.context import Context
 
+from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import GateFailed
-from buildtasks.record import digest_targets, platforms_of
+from buildtasks.record import digest_targets, platforms_of, unpushed_digest
+from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
 from buildtasks.scan import ScanOptions, display_path, scan_dockerfile, scan_image
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
@@ -18,6 +21,28 @@ _REF_HELP = "Image by digest, name@sha256:... (default: the digest of the last d
 _LOCAL_HELP = "Read the image from the engine's image store instead of the registry"
 _CACHE_HELP = "Trivy cache directory (default: Trivy's own, or TRIVY_CACHE_DIR)"
 _OFFLINE_HELP = "Use only what is cached: no DB download, no network lookups"
+
+
+def _targets(
+    config: Config, runner: Runner, image: str, ref: str, local: bool
+) -> list[tuple[ImageSpec, str, bool]]:
+    """(image, digest reference, read the engine's store) for each image the task reads.
+
+    Without `--ref` or `--local`, an image whose last build was not pushed is read from the
+    engine (where the build put it), so `docker.build docker.scan docker.sbom docker.push`
+    works as one chain; a pushed one is read from the registry, by digest.
+    """
+    targets = []
+    for spec, target in digest_targets(config, image, ref, allow_image_id=local):
+        if not ref and not local and (engine := unpushed_digest(config, spec)):
+            runner.say(
+                f"note: the last build of {spec.key} is not pushed: reading the engine's image "
+                f"{engine} (push it first to read the registry's bytes)"
+            )
+            targets.append((spec, engine, True))
+        else:
+            targets.append((spec, target, local))
+    return targets
 
 
 @task(
@@ -66,13 +91,13 @@ def scan(
         cache_dir=cache_dir,
     )
     failures = []
-    for spec, target in digest_targets(config, image, ref, allow_image_id=local):
+    for spec, target, engine in _targets(config, runner, image, ref, local):
         result = scan_image(
             config,
             spec,
             target,
             runner,
-            options=options,
+            options=replace(options, local=engine),
             env=os.environ,
             check=False,
             platforms_built=platforms_of(config, spec, target),
@@ -109,7 +134,7 @@ def sbom(
     config = load_config(c)
     runner = runner_for(c)
     offline = offline or config.scan.offline
-    for spec, target in digest_targets(config, image, ref, allow_image_id=local):
+    for spec, target, engine in _targets(config, runner, image, ref, local):
         result = write_sbom(
             config,
             spec,
@@ -117,7 +142,7 @@ def sbom(
             runner,
             cache_dir=cache_dir,
             offline=offline,
-            local=local,
+            local=engine,
             platforms_built=platforms_of(config, spec, target),
         )
         for fmt, path in result.files.items():

@@ -1,0 +1,114 @@
+"""Faults a user meets: unwritable directories, images that are not where they are looked
+for, missing records, a task's own OSError. Each ends in one `error:` line naming the path or
+the reference and the fix, with its documented exit code."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from invoke.exceptions import Exit
+from support.lab import invoke
+
+from buildtasks.errors import FilesystemError, filesystem_error
+from buildtasks.tasks.adapter import errors_to_exit
+
+
+@pytest.fixture
+def immutable_dir(tmp_path):
+    """A directory nothing may be created in, root included (`chattr +i`)."""
+    if not shutil.which("chattr"):
+        pytest.skip("chattr is not installed")
+    path = tmp_path / "locked"
+    path.mkdir()
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable attribute")
+    yield path
+    subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.EACCES, "chmod"),
+        (errno.EPERM, "chattr -i"),
+        (errno.EROFS, "read-only file system"),
+        (errno.ENOSPC, "docker builder prune"),
+        (errno.EDQUOT, "quota"),
+    ],
+)
+def test_a_write_that_the_file_system_refuses_is_one_line_naming_the_path(code, words):
+    error = filesystem_error(OSError(code, "refused", "/repo/.buildtasks/backend"))
+    assert isinstance(error, FilesystemError) and error.exit_code == 6
+    assert str(error).startswith("cannot write /repo/.buildtasks/backend: refused: ")
+    assert words in str(error)
+
+
+def test_other_os_errors_are_not_dressed_up_as_file_system_faults():
+    assert filesystem_error(OSError(errno.ENOENT, "missing", "/x")) is None
+    assert filesystem_error(OSError("no errno")) is None
+
+
+def test_a_task_that_meets_an_unwritable_path_exits_6_with_one_line(immutable_dir):
+    target = immutable_dir / "metadata.json"
+
+    @errors_to_exit
+    def task() -> None:
+        target.write_text("{}")
+
+    with pytest.raises(Exit) as exit_:
+        task()
+    assert exit_.value.code == 6
+    message = str(exit_.value.message)
+    assert message.startswith(f"error: cannot write {target}: ") and "\n" not in message
+
+
+@pytest.mark.lab
+def test_an_immutable_artifacts_directory_is_named_with_the_fix(lab, immutable_dir):
+    result = invoke(
+        "docker.build", "--image", "frontend", env={"BUILDTASKS_ARTIFACTS_DIR": str(immutable_dir)}
+    )
+    assert result.returncode == 6, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot write {immutable_dir}"), last
+    assert "chattr -i" in last and "BUILDTASKS_ARTIFACTS_DIR" in last
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.lab
+def test_without_a_build_record_the_step_says_to_build_first(lab, tmp_path):
+    result = invoke(
+        "docker.push", "--image", "frontend", env={"BUILDTASKS_ARTIFACTS_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 5, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "no build metadata at" in last and "uv run invoke docker.build" in last
+
+
+@pytest.mark.lab
+def test_the_documented_chain_scans_before_it_pushes(lab, tmp_path):
+    """`docker.build docker.scan docker.sbom`: the unpushed build is read from the engine."""
+    env = {
+        "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "BUILDTASKS_REGISTRY": f"{lab}/faults-{uuid.uuid4().hex[:8]}",
+        "TRIVY_CACHE_DIR": str(tmp_path / "trivy"),
+    }
+    from datetime import UTC, datetime
+
+    from support.vulndb import write_db
+
+    write_db(tmp_path / "trivy", now=datetime.now(UTC))
+    result = invoke("docker.build", "docker.sbom", "--image", "frontend", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the last build of frontend is not pushed: reading the engine's image" in result.stderr
+    assert "sbom.cdx.json" in result.stdout
+    # A digest the registry does not hold is "not found", exit 5, not a failed tool.
+    missing = f"{env['BUILDTASKS_REGISTRY']}/web@sha256:{'1' * 64}"
+    result = invoke("docker.scan", "--image", "frontend", "--ref", missing, env=env)
+    assert result.returncode == 5, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {missing} is not in the registry (MANIFEST_UNKNOWN): "), last
+    assert "docker.push" in last and "--local" in last
