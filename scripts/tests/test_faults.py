@@ -112,3 +112,34 @@ def test_the_documented_chain_scans_before_it_pushes(lab, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {missing} is not in the registry (MANIFEST_UNKNOWN): "), last
     assert "docker.push" in last and "--local" in last
+
+
+@pytest.mark.lab
+def test_two_builds_of_one_image_take_turns_and_the_record_names_a_real_image(lab, tmp_path):
+    """Two `docker.build` of one image in one checkout, at once, three rounds: both succeed,
+    one waits for the other, and the record always names an image the engine holds."""
+    import json
+    import os
+
+    env = {**os.environ, "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    waited = 0
+    for round_ in range(3):
+        argv = ["uv", "run", "--locked", "invoke", "docker.build", "--image", "frontend"]
+        argv += ["-b", f"APP_VERSION=race-{uuid.uuid4().hex[:6]}-{round_}"]
+        procs = [
+            subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        outputs = [proc.communicate(timeout=600) for proc in procs]
+        for proc, (_, err) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, err[-2000:]
+            assert "Traceback" not in err
+        waited += sum("note: waiting for another build of frontend here" in e for _, e in outputs)
+        record = json.loads((tmp_path / "artifacts/frontend/metadata.json").read_text())
+        digest = record["containerimage.digest"]
+        assert digest in "".join(out for out, _ in outputs)
+        inspect = subprocess.run(["docker", "image", "inspect", digest], capture_output=True)
+        assert inspect.returncode == 0, f"the record names {digest}, which the engine lacks"
+    assert waited >= 2  # one build waited for the other (in nearly every round)

@@ -14,11 +14,12 @@ import tarfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx, caches, labstate, record, timing
+from buildtasks import buildx, caches, labstate, locks, record, timing
 from buildtasks import push as push_mod
 from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
@@ -438,45 +439,52 @@ def build_image(
         secrets=secrets,
         provenance=provenance,
     )
-    if not runner.dry:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.unlink(missing_ok=True)
-    with timing.step(steps, "buildx build"):
-        runner.run(buildx.buildx_build(image, request, root=config.root))
-    if runner.dry:
-        digest = DRY_DIGEST
-        if layout:
-            runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
-    else:
+    with ExitStack() as guards:
+        # One build of this image (and platforms) at a time in this checkout: its record and
+        # the names it loads; one build at a time on a local cache directory.
+        guards.enter_context(locks.held(out, f"another build of {image.key} here", runner))
+        if not runner.dry:
+            out.unlink(missing_ok=True)
         if cache and cache.local_dir:
-            with timing.step(steps, "cache prune"):
-                prune_cache(Path(cache.local_dir))
-        digest = record.read_metadata(out).digest
-        if layout:
-            with timing.step(steps, "load"):
-                load_layout(layout, digest, local_tags, runner)
-        record.add_facts(
-            out,
-            tags=tags,
-            platforms=platforms,
-            pushed=False,
-            stand_ins=stand_ins,
-            store=builder.store,
-            revision=meta.revision,
+            guards.enter_context(
+                locks.held(Path(cache.local_dir), "another build using its cache", runner)
+            )
+        with timing.step(steps, "buildx build"):
+            runner.run(buildx.buildx_build(image, request, root=config.root))
+        if runner.dry:
+            digest = DRY_DIGEST
+            if layout:
+                runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
+        else:
+            if cache and cache.local_dir:
+                with timing.step(steps, "cache prune"):
+                    prune_cache(Path(cache.local_dir))
+            digest = record.read_metadata(out).digest
+            if layout:
+                with timing.step(steps, "load"):
+                    load_layout(layout, digest, local_tags, runner)
+            record.add_facts(
+                out,
+                tags=tags,
+                platforms=platforms,
+                pushed=False,
+                stand_ins=stand_ins,
+                store=builder.store,
+                revision=meta.revision,
+            )
+        outcome = BuildOutcome(
+            image, digest, tags, out, platforms, push, load, stand_ins, timings=tuple(steps)
         )
-    outcome = BuildOutcome(
-        image, digest, tags, out, platforms, push, load, stand_ins, timings=tuple(steps)
-    )
-    if push:
-        outcome = publish_build(
-            config,
-            outcome,
-            runner,
-            tag=not options.push_by_digest,
-            pushed_by_builder=builder.pushes_itself,
-        )
-    if not runner.dry:
-        record.add_facts(out, timings=timing.as_record(outcome.timings))
+        if push:
+            outcome = publish_build(
+                config,
+                outcome,
+                runner,
+                tag=not options.push_by_digest,
+                pushed_by_builder=builder.pushes_itself,
+            )
+        if not runner.dry:
+            record.add_facts(out, timings=timing.as_record(outcome.timings))
     if options.push_by_digest and not runner.dry:
         record.write_platform_digest(
             config,

@@ -35,7 +35,7 @@ from typing import Any
 
 from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
-from buildtasks.errors import BuildtasksError, CommandFailed, RegistryUnavailable
+from buildtasks.errors import BuildtasksError, CommandFailed, NotFound, RegistryUnavailable
 from buildtasks.refs import by_digest, registry_error, repository
 from buildtasks.runner import Runner
 
@@ -197,9 +197,10 @@ def require_in_engine(image_id: str, runner: Runner) -> None:
     try:
         runner.output(image_inspect(image_id, "{{.Id}}"))
     except CommandFailed:
-        raise BuildtasksError(
-            f"image {image_id[:19]} is not in the engine's image store: rebuild it with "
-            "`uv run invoke docker.build`"
+        raise NotFound(
+            f"image {image_id[:19]} is not in the engine's image store (removed, or replaced "
+            "by another build of the same names since this record was written): rebuild it "
+            "with `uv run invoke docker.build`"
         ) from None
 
 
