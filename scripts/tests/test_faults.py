@@ -143,3 +143,61 @@ def test_two_builds_of_one_image_take_turns_and_the_record_names_a_real_image(la
         inspect = subprocess.run(["docker", "image", "inspect", digest], capture_output=True)
         assert inspect.returncode == 0, f"the record names {digest}, which the engine lacks"
     assert waited >= 2  # one build waited for the other (in nearly every round)
+
+
+def test_a_failed_run_step_is_named_with_its_exit_code():
+    from buildtasks.buildx import failure_reason
+
+    message = 'process "/bin/sh -c pip install \\"x\\" && make" did not complete successfully: exit code: 3'
+    assert failure_reason(message) == 'step "RUN pip install "x" && make" failed with exit code 3'
+    long = (
+        'process "/bin/sh -c ' + "echo word " * 40 + '" did not complete successfully: exit code: 2'
+    )
+    reason = failure_reason(long)
+    assert reason.endswith('…" failed with exit code 2') and len(reason) < 160
+    other = "failed to resolve source metadata for python:9: not found"
+    assert failure_reason(other) == other
+
+
+def test_the_failed_build_is_this_tasks_own():
+    from datetime import UTC, datetime
+
+    from buildtasks.buildx import pick_failed_build
+
+    listing = "\n".join(
+        [
+            '{"created_at":"2026-12-02T02:36:44Z","name":"other/apps/web (runtime)","ref":"d/d/a"}',
+            '{"created_at":"2026-12-02T02:36:40Z","name":"main/apps/backend (runtime)","ref":"d/d/b"}',
+            '{"created_at":"2026-12-02T01:00:00Z","name":"main/apps/backend (runtime)","ref":"d/d/c"}',
+            "not json",
+        ]
+    )
+    since = datetime(2026, 12, 2, 2, 30, tzinfo=UTC)
+    assert pick_failed_build(listing, since=since, name_hint="apps/backend") == "d/d/b"
+    assert pick_failed_build(listing, since=since, name_hint="apps/none") == "d/d/a"
+    late = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+    assert pick_failed_build(listing, since=late, name_hint="apps/backend") == ""
+
+
+@pytest.mark.lab
+def test_a_failing_run_step_ends_in_one_line_naming_the_step(lab, tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.buildtasks.images.app]\nrepository = "failapp"\ndockerfile = "app/Dockerfile"\n'
+    )
+    (tmp_path / "app/Dockerfile").write_text(
+        'FROM python:3.11-slim\nRUN echo "preparing" && sh -c "exit 3"\n'
+    )
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
+            cwd=tmp_path,
+            check=True,
+        )
+    result = invoke("docker.build", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        'error: app: step "RUN echo "preparing" && sh -c "exit 3"" failed with exit code 3 '
+        "(the build log above shows its output)"
+    )

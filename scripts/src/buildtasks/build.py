@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from buildtasks import buildx, caches, labstate, locks, record, timing
@@ -450,7 +450,9 @@ def build_image(
                 locks.held(Path(cache.local_dir), "another build using its cache", runner)
             )
         with timing.step(steps, "buildx build"):
-            runner.run(buildx.buildx_build(image, request, root=config.root))
+            run_build(
+                config, image, buildx.buildx_build(image, request, root=config.root), runner, on
+            )
         if runner.dry:
             digest = DRY_DIGEST
             if layout:
@@ -499,6 +501,46 @@ def build_image(
             },
         )
     return outcome
+
+
+def run_build(
+    config: Config, image: ImageSpec, command: Command, runner: Runner, on: BuilderSpec
+) -> None:
+    """Run a `docker buildx build`; when it fails, say which step failed and how.
+
+    The build's output went to the terminal as it ran; the reason is read back from the
+    builder's history (`step "RUN …" failed with exit code N`, or BuildKit's error).
+    """
+    started = datetime.now(UTC) - timedelta(seconds=2)  # the daemon's clock may lag a little
+    try:
+        runner.run(command)
+    except CommandFailed as exc:
+        reason = _failure_reason(config, image, runner, on, started)
+        if not reason:
+            raise
+        raise BuildtasksError(
+            f"{image.key}: {reason} (the build log above shows its output)",
+            exit_code=exc.exit_code,
+        ) from None
+
+
+def _failure_reason(
+    config: Config, image: ImageSpec, runner: Runner, on: BuilderSpec, started: datetime
+) -> str:
+    """Why the build of `image` that started at `started` failed, from the builder's history."""
+    try:
+        listing = runner.output(buildx.failed_builds(on.buildx_name), timeout=30)
+        hint = config.dockerfile_path(image).parent.relative_to(config.root).as_posix()
+        ref = buildx.pick_failed_build(listing, since=started, name_hint=hint)
+        if not ref:
+            return ""
+        detail = json.loads(runner.output(buildx.build_record(ref, on.buildx_name), timeout=30))
+    except (CommandFailed, ValueError):
+        return ""
+    message = str(
+        ((detail.get("Error") or {}) if isinstance(detail, dict) else {}).get("Message", "")
+    )
+    return buildx.failure_reason(message) if message else ""
 
 
 def publish_build(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from buildtasks.caches import CacheSpec
 from buildtasks.command import Command
 from buildtasks.config import ImageSpec
+from buildtasks.errors import clip
 
 ENGINE_HINT = "is the engine running? start it with `uv run invoke lab.up`"
 
@@ -196,3 +200,48 @@ def provenance_for(requested: str | None, supported: bool) -> tuple[str | None, 
     if not supported:
         return "false", PROVENANCE_UNSUPPORTED
     return requested, ""
+
+
+# ------------------------------------------------------------------ why a build failed
+
+#: BuildKit's words for a RUN step that exited non-zero.
+_RUN_FAILED_RE = re.compile(
+    r'process "(?:/bin/sh -c |/bin/bash -c )?(?P<cmd>.*)" did not complete successfully: '
+    r"exit code: (?P<code>\d+)",
+    re.DOTALL,
+)
+
+
+def failed_builds(builder: str = "") -> Command:
+    """The builder's failed builds, one JSON object per line (`docker buildx history ls`)."""
+    argv = ["docker", "buildx", "history", "ls", "--filter", "status=error", "--format", "json"]
+    return Command((*argv, *(["--builder", builder] if builder else [])))
+
+
+def build_record(ref: str, builder: str = "") -> Command:
+    """One build's record as JSON (`docker buildx history inspect`), its error included."""
+    argv = ["docker", "buildx", "history", "inspect", ref.rsplit("/", 1)[-1], "--format", "json"]
+    return Command((*argv, *(["--builder", builder] if builder else [])))
+
+
+def pick_failed_build(listing: str, *, since: datetime, name_hint: str) -> str:
+    """The ref of the failed build this task started: the newest one created since `since`,
+    preferring those whose name holds `name_hint` (the Dockerfile's directory); '' if none."""
+    candidates = []
+    for line in listing.splitlines():
+        try:
+            entry = json.loads(line)
+            created = datetime.fromisoformat(str(entry["created_at"]).replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if created >= since:
+            candidates.append((name_hint in str(entry.get("name", "")), created, entry["ref"]))
+    return str(max(candidates)[2]) if candidates else ""
+
+
+def failure_reason(message: str) -> str:
+    """A build's error on one line: `step "RUN …" failed with exit code N` for a RUN step."""
+    if match := _RUN_FAILED_RE.search(message):
+        command = " ".join(match.group("cmd").replace('\\"', '"').split())
+        return f'step "RUN {clip(command, 100)}" failed with exit code {match.group("code")}'
+    return clip(message)
