@@ -25,7 +25,7 @@ from support.lab import ROOT, unique_repo
 from buildtasks import reports, scan, trivy
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, ScanConfig
-from buildtasks.errors import ConfigError, GateFailed
+from buildtasks.errors import CommandFailed, ConfigError, GateFailed
 from buildtasks.runner import Result, Runner
 from buildtasks.scan import Finding, ScanOptions
 from buildtasks.tasks import docker_scan
@@ -904,3 +904,65 @@ def test_a_root_latest_dockerfile_fails_the_config_gate(db_cache, tmp_path):
     assert {"DS-0001", "DS-0002", "DS-0026", "DS-0029"} <= set(
         sarif_results(tmp_path / ".buildtasks/bad/trivy-config.sarif")
     )
+
+
+# --------------------------------------------------------------------------- trivy's own cause
+
+
+class FailingTrivy(Runner):
+    """Every trivy run fails with `stderr`."""
+
+    def __init__(self, stderr: str):
+        super().__init__(out=io.StringIO())
+        self.stderr = stderr
+
+    def run(self, command, **_kw):
+        return Result(command, 1, "", self.stderr)
+
+
+def _image_scan(local: bool = False) -> Command:
+    return trivy.image_scan(REF, Path("out.json"), local=local)
+
+
+def test_an_empty_db_names_what_the_user_set_not_a_flag_they_did_not_pass():
+    runner = FailingTrivy(FIRST_RUN)
+    with pytest.raises(scan.VulnDBUnavailable) as err:
+        scan.run_trivy(runner, _image_scan(), skipped="TRIVY_SKIP_DB_UPDATE")
+    assert "no vulnerability DB: TRIVY_SKIP_DB_UPDATE needs one" in str(err.value)
+    assert "drop TRIVY_SKIP_DB_UPDATE" in str(err.value) and "--offline needs" not in str(err.value)
+    env = {"TRIVY_SKIP_DB_UPDATE": "true"}
+    assert scan.skipped_by(settings_with(), env) == "TRIVY_SKIP_DB_UPDATE"
+    assert scan.skipped_by(settings_with(offline=True), env) == "--offline"
+
+
+def test_an_old_db_schema_passes_trivys_reason_on():
+    stderr = (
+        "2026-12-02T02:00:00Z\tFATAL\tFatal error\tinit error: DB error: "
+        "--skip-db-update cannot be specified with the old DB schema"
+    )
+    with pytest.raises(scan.VulnDBUnavailable) as err:
+        scan.run_trivy(FailingTrivy(stderr), _image_scan())
+    message = str(err.value)
+    assert "old schema" in message and "cannot be specified with the old DB schema" in message
+    assert "is the image pushed" not in message
+
+
+def test_a_missing_image_is_not_found_naming_where_it_was_looked_for():
+    stderr = (
+        'FATAL\tunable to find the specified image "x" in ["docker"]: 1 error occurred:\n'
+        "\t* docker error: unable to inspect the image (x): No such image: x\n"
+    )
+    with pytest.raises(scan.NotFound) as err:
+        scan.run_trivy(FailingTrivy(stderr), _image_scan(local=True))
+    assert err.value.exit_code == 5
+    assert "is not in the engine's image store (No such image): is the image in the engine?" in (
+        str(err.value)
+    )
+
+
+def test_any_other_failure_keeps_trivys_reason_without_blaming_the_push():
+    stderr = "2026-12-02T02:00:00Z\tFATAL\tFatal error\trun error: cache may be in use by another process"
+    with pytest.raises(CommandFailed) as err:
+        scan.run_trivy(FailingTrivy(stderr), _image_scan())
+    assert "cache may be in use by another process" in str(err.value)
+    assert "is the image pushed" not in str(err.value)

@@ -13,6 +13,7 @@ import os
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from support import vulndb
@@ -1298,3 +1299,34 @@ def test_docker_verify_names_only_what_exists(
         assert "verified signature" not in out
         last = err.strip().splitlines()[-1]
         assert last.startswith("error: no ") and len(last) < 400, last
+
+
+def test_a_missing_digest_is_one_short_line_with_the_reference_once(tmp_path):
+    """cosign 3 repeats the reference three times and adds the request; the line says it once,
+    with the cause and the fix, and keeps cosign's whole output in a file it names."""
+    key = tmp_path / "cosign.key"
+    key.write_text("not really a key")
+    url = f"http://127.0.0.1:5000/v2/monorepo/manifests/{LAB_REF.split('@')[1]}"
+    error = (
+        f"signing [{LAB_REF}]: signing digest: HEAD {url}: unexpected status code 404 Not "
+        "Found (HEAD responses have no body, use GET for details)"
+    )
+    stderr = f"Pushing signature to: 127.0.0.1:5000/monorepo\nError: {error}\n"
+    stderr += f"error during command execution: {error}\n"
+    with pytest.raises(ImageNotInRegistry) as err:
+        sign_image(
+            offline_config(),
+            LAB_REF,
+            FailingRunner(stderr),
+            env={"COSIGN_PASSWORD": ""},
+            options=SignOptions(key=str(key)),
+            version=V3,
+        )
+    message = str(err.value)
+    assert err.value.exit_code == 5
+    assert message.count(LAB_REF.split("@")[1]) == 1 and "\n" not in message
+    assert "signing digest: unexpected status code 404 Not Found" in message
+    assert "map[" not in message and "HEAD responses" not in message
+    assert len(message) < 320, len(message)
+    log = message.rsplit("cosign's output: ", 1)[1].split(")")[0]
+    assert Path(log).read_text() == stderr

@@ -31,7 +31,12 @@ DOWN_ERRORS = re.compile(
     re.I,
 )
 #: A registry's words for "no such manifest or repository".
-MISSING_ERRORS = re.compile(r"MANIFEST_UNKNOWN|manifest unknown|NAME_UNKNOWN", re.I)
+MISSING_ERRORS = re.compile(
+    r"MANIFEST_UNKNOWN|manifest unknown|NAME_UNKNOWN|"
+    # a HEAD of a manifest has no body to say MANIFEST_UNKNOWN in: only its status says it
+    r"/manifests/sha256:[0-9a-f]{64}: unexpected status code 404",
+    re.I,
+)
 
 
 @dataclass(frozen=True)

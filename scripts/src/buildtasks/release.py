@@ -38,6 +38,7 @@ from buildtasks.build import (
 )
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
+from buildtasks.findings import severity_counts
 from buildtasks.imagetests import image_test_command
 from buildtasks.merge import MergeOptions, merge_image
 from buildtasks.parallel import first_failure, run_all
@@ -46,7 +47,7 @@ from buildtasks.refs import registry_of
 from buildtasks.registry import require_ready
 from buildtasks.runner import Runner
 from buildtasks.sbom import write_sbom
-from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image, severity_counts
+from buildtasks.scan import ScanOptions, scan_dockerfile, scan_image
 from buildtasks.sign import (
     SignOptions,
     attest_image,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,9 +47,15 @@ from buildtasks.errors import (
     GateFailed,
     NotFound,
 )
+from buildtasks.findings import (
+    Finding,
+    count_by_severity,
+    findings,
+    gate,
+    gate_message,
+)
 from buildtasks.refs import require_digest
 from buildtasks.runner import Runner
-from buildtasks.trivy import ALL_SEVERITIES
 
 #: VEX sources that are not files (`trivy --vex repo` / `--vex oci`).
 VEX_SOURCES = ("repo", "oci")
@@ -138,145 +144,14 @@ def settings(config: Config, options: ScanOptions) -> Settings:
 # --------------------------------------------------------------------------- plans
 
 
-# --------------------------------------------------------------------------- parsers
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One finding of a Trivy report, whatever the scanner."""
-
-    kind: str  # vulnerability, secret, misconfiguration, license
-    id: str
-    severity: str
-    subject: str  # package, or the file a secret or misconfiguration is in
-    target: str
-    fixed: bool = True
-    title: str = ""
-    #: `linux/arm64` when the image is multi-platform ('' otherwise).
-    platform: str = ""
-
-    def describe(self) -> str:
-        where = f" on {self.platform}" if self.platform else ""
-        return f"{self.id} in {self.subject}{where}"
-
-
-def _is_fixed(vuln: Mapping[str, Any]) -> bool:
-    """Whether a fix is released, the way `trivy --ignore-unfixed` decides."""
-    status = vuln.get("Status")
-    if status:
-        return status == "fixed"
-    return bool(vuln.get("FixedVersion"))
-
-
-def findings(report: Mapping[str, Any]) -> list[Finding]:
-    """Every finding in a Trivy JSON report (vulnerabilities, secrets, failed checks, licenses)."""
-    out: list[Finding] = []
-    for result in report.get("Results") or ():
-        target = str(result.get("Target", ""))
-        plat = str(result.get("Platform", ""))
-        for v in result.get("Vulnerabilities") or ():
-            out.append(
-                Finding(
-                    "vulnerability",
-                    str(v.get("VulnerabilityID", "")),
-                    str(v.get("Severity", "UNKNOWN")),
-                    str(v.get("PkgName", "")),
-                    target,
-                    fixed=_is_fixed(v),
-                    title=str(v.get("Title", "")),
-                    platform=plat,
-                )
-            )
-        for s in result.get("Secrets") or ():
-            out.append(
-                Finding(
-                    "secret",
-                    str(s.get("RuleID", "")),
-                    str(s.get("Severity", "UNKNOWN")),
-                    target,
-                    target,
-                    title=str(s.get("Title", "")),
-                    platform=plat,
-                )
-            )
-        for m in result.get("Misconfigurations") or ():
-            if m.get("Status", "FAIL") != "FAIL":
-                continue
-            out.append(
-                Finding(
-                    "misconfiguration",
-                    str(m.get("ID") or m.get("AVDID", "")),
-                    str(m.get("Severity", "UNKNOWN")),
-                    target,
-                    target,
-                    title=str(m.get("Title", "")),
-                    platform=plat,
-                )
-            )
-        for lic in result.get("Licenses") or ():
-            out.append(
-                Finding(
-                    "license",
-                    str(lic.get("Name", "")),
-                    str(lic.get("Severity", "UNKNOWN")),
-                    str(lic.get("PkgName") or lic.get("FilePath") or target),
-                    target,
-                    platform=plat,
-                )
-            )
-    return out
-
-
-def gate(
-    report: Mapping[str, Any], severities: Iterable[str], ignore_unfixed: bool
-) -> list[Finding]:
-    """Return the findings that fail the gate: at one of `severities` (and fixed, if asked)."""
-    wanted = set(severities)
-    return [
-        f
-        for f in findings(report)
-        if f.severity in wanted
-        and not (ignore_unfixed and f.kind == "vulnerability" and not f.fixed)
-    ]
-
-
-def severity_counts(items: Iterable[Finding]) -> dict[str, int]:
-    """Severity → count, highest severity first (unknown severities last, by name)."""
-    counts: dict[str, int] = {}
-    for f in items:
-        counts[f.severity] = counts.get(f.severity, 0) + 1
-    order = [s for s in reversed(ALL_SEVERITIES) if s in counts]
-    order += sorted(s for s in counts if s not in ALL_SEVERITIES)
-    return {s: counts[s] for s in order}
-
-
-def count_by_severity(items: Iterable[Finding]) -> str:
-    """`1 CRITICAL, 2 HIGH`: counts, highest severity first."""
-    return ", ".join(f"{n} {s}" for s, n in severity_counts(items).items())
-
-
-def gate_message(
-    what: str,
-    blocking: Sequence[Finding],
-    severities: Sequence[str],
-    report: str,
-    *,
-    fixed_only: bool,
+def no_db_message(
+    tried: Sequence[tuple[str, str]], *, offline: bool, skipped_by: str = "--offline"
 ) -> str:
-    """The one-line reason a gate failed, naming the worst findings and the report to read."""
-    rank = {s: i for i, s in enumerate(reversed(ALL_SEVERITIES))}
-    worst = sorted(blocking, key=lambda f: (rank.get(f.severity, len(rank)), f.id, f.subject))
-    names = list(dict.fromkeys(f.describe() for f in worst))
-    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    qualifier = " (fixed only)" if fixed_only else ""
-    return (
-        f"scan gate failed for {what}: {count_by_severity(blocking)} ({listed}) "
-        f"at severity {','.join(severities)}{qualifier}; see {report}"
-    )
+    """The one-line error when no vulnerability DB can be had, naming every way to get one.
 
-
-def no_db_message(tried: Sequence[tuple[str, str]], *, offline: bool) -> str:
-    """The one-line error when no vulnerability DB can be had, naming every way to get one."""
+    `skipped_by` is what kept the scan from downloading one: `--offline` (or the config's
+    `offline`), or `TRIVY_SKIP_DB_UPDATE` in the environment.
+    """
     fixes = (
         "set [tool.buildtasks.scan] db-repositories or pass --db-repository "
         "(TRIVY_DB_REPOSITORY works too) to name a reachable mirror, or run "
@@ -284,9 +159,9 @@ def no_db_message(tried: Sequence[tuple[str, str]], *, offline: bool) -> str:
     )
     if offline:
         return (
-            "no vulnerability DB: --offline needs one in Trivy's cache (--cache-dir or "
+            f"no vulnerability DB: {skipped_by} needs one in Trivy's cache (--cache-dir or "
             "TRIVY_CACHE_DIR); fetch it with `trivy image --download-db-only`, or drop "
-            "--offline and set [tool.buildtasks.scan] db-repositories / --db-repository"
+            f"{skipped_by} and set [tool.buildtasks.scan] db-repositories / --db-repository"
         )
     attempts = "; ".join(f"{repo}: {reason}" for repo, reason in tried)
     return f"no vulnerability DB ({attempts}): {fixes}"
@@ -438,7 +313,14 @@ def trusted_db(
     return meta
 
 
-def run_trivy(runner: Runner, command: Command) -> None:
+def skipped_by(opts: Settings, env: Mapping[str, str]) -> str:
+    """What keeps the scan from fetching a DB, as the user set it (for the error lines)."""
+    if not opts.offline and env.get("TRIVY_SKIP_DB_UPDATE", "").lower() in _TRUE:
+        return "TRIVY_SKIP_DB_UPDATE"
+    return "--offline"
+
+
+def run_trivy(runner: Runner, command: Command, *, skipped: str = "--offline") -> None:
     """Run a scan or SBOM step; turn a missing DB into `VulnDBUnavailable`, an image that is
     not there into `NotFound`, other failures into one line.
 
@@ -448,14 +330,20 @@ def run_trivy(runner: Runner, command: Command) -> None:
     result = runner.run(command, capture=True, check=False)
     if result.ok:
         return
+    reason = trivy.trivy_reason(result.stderr)
     if trivy.db_unavailable(result.stderr):
-        raise VulnDBUnavailable(no_db_message([], offline=True))
+        raise VulnDBUnavailable(no_db_message([], offline=True, skipped_by=skipped))
+    if trivy.OLD_SCHEMA in result.stderr:
+        raise VulnDBUnavailable(
+            f"the vulnerability DB in Trivy's cache has an old schema (trivy: {reason}): "
+            f"drop {skipped} so a current one is fetched, or fetch one with "
+            "`trivy image --download-db-only` where the network allows"
+        )
     if missing := trivy.image_missing(result.stderr):
         where = "the engine's image store" if "docker" in command.argv else "the registry"
         raise NotFound(f"{command.argv[-1]} is not in {where} ({missing}): {command.hint}")
-    reason = trivy.trivy_reason(result.stderr)
-    hint = f"{reason}; {command.hint}" if command.hint else reason
-    raise CommandFailed(command.argv, result.returncode, hint)
+    # Trivy's own reason: the hint about where the image is read from is for missing images.
+    raise CommandFailed(command.argv, result.returncode, reason)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -602,7 +490,7 @@ def scan_image(
             cwd=cwd,
             inventory=inventory,
         )
-        run_trivy(runner, command)
+        run_trivy(runner, command, skipped=skipped_by(opts, env))
         if inventory:
             raw.append(reports_.PackageReport(target.platform, target.digest, written))
             if not runner.dry:

@@ -292,6 +292,9 @@ def to_table(report: Path, severities: Sequence[str]) -> Command:
     )
 
 
+#: Trivy's words when `--skip-db-update` meets a DB of a schema it no longer reads.
+OLD_SCHEMA = "old DB schema"
+
 #: Trivy's words when the image it was given is not where it looked.
 _MISSING_RE = re.compile(r"MANIFEST_UNKNOWN|No such image|unable to find the specified image")
 

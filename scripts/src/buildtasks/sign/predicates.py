@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from buildtasks.errors import BuildtasksError, ConfigError
+from buildtasks.errors import BuildtasksError, ConfigError, clip
 from buildtasks.reports import SBOM_DIGEST, sbom_stamp, stamp
 from buildtasks.sign.plans import PREDICATE_URIS
 
@@ -114,6 +114,27 @@ def cosign_reason(stderr: str) -> str:
             return line[len("Error: ") :]
     meaningful = [line for line in lines if not line.startswith(("WARNING", "Flag --"))]
     return (meaningful or lines or ["no output"])[-1]
+
+
+#: Pieces of a cosign error that repeat what the line already says or dump Go values.
+_NOISE_RE = re.compile(r"\s*\((?:HEAD responses have no body[^)]*)\)|;?\s*map\[[^\]]*\]")
+_REQUEST_RE = re.compile(r"^(?:HEAD|GET|PUT|POST|PATCH|DELETE) https?://")
+
+
+def cosign_cause(reason: str, ref: str) -> str:
+    """cosign's reason without the reference, the request URLs and Go map dumps: the cause.
+
+    `signing [r@sha256:…]: signing digest: HEAD http://…/manifests/sha256:…: unexpected status
+    code 404 Not Found (HEAD responses have no body, …)` becomes `signing digest: unexpected
+    status code 404 Not Found`; the message around it names the reference once.
+    """
+    digest = ref.rsplit("@", 1)[-1]
+    parts = [
+        part.strip()
+        for part in _NOISE_RE.sub("", reason).split(": ")
+        if part.strip() and digest not in part and ref not in part and not _REQUEST_RE.match(part)
+    ]
+    return clip(": ".join(parts[-3:]) or reason, 140)
 
 
 def summarize(kind: str, statement: Mapping[str, Any]) -> str:

@@ -10,8 +10,10 @@ signature or attestation that does not verify (`VerificationFailed`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,13 @@ from typing import Any
 
 from buildtasks.command import Command
 from buildtasks.config import Config
-from buildtasks.errors import BuildtasksError, ConfigError, GateFailed, RegistryUnavailable
+from buildtasks.errors import (
+    BuildtasksError,
+    ConfigError,
+    GateFailed,
+    NotFound,
+    RegistryUnavailable,
+)
 from buildtasks.refs import AUTH_ERRORS, MISSING_ERRORS, registry_error, require_digest
 from buildtasks.reports import gate_passed_for, stamp
 from buildtasks.runner import Runner
@@ -43,6 +51,7 @@ from buildtasks.sign.plans import (
     verify_command,
 )
 from buildtasks.sign.predicates import (
+    cosign_cause,
     cosign_reason,
     invocation_from_env,
     is_signature,
@@ -65,7 +74,7 @@ class VerificationFailed(GateFailed):
     """cosign found no valid signature or attestation for the image and key/identity given."""
 
 
-class ImageNotInRegistry(BuildtasksError):
+class ImageNotInRegistry(NotFound):
     """The digest to sign or verify is not in the registry (built with --load, never pushed)."""
 
 
@@ -155,7 +164,9 @@ def require_signing_ready(
 
 
 def _failure(ref: str, command: Command, stderr: str, *, action: str) -> BuildtasksError:
-    reason = cosign_reason(stderr)
+    """One line for a failed cosign run: the reference once, the cause, the fix, and where
+    cosign's whole output was kept."""
+    reason = f"{cosign_cause(cosign_reason(stderr), ref)}; cosign's output: {_keep_output(stderr)}"
     text = stderr
     if "signature" in reason:
         # cosign's verdict on a signature may use a registry's words for a refused login
@@ -172,6 +183,14 @@ def _failure(ref: str, command: Command, stderr: str, *, action: str) -> Buildta
     return BuildtasksError(
         f"cosign could not {action} {ref}: {reason}" + (f"; {command.hint}" if command.hint else "")
     )
+
+
+def _keep_output(stderr: str) -> str:
+    """Write cosign's whole error output to a file of its own; return its path."""
+    handle, path = tempfile.mkstemp(prefix="buildtasks-cosign-", suffix=".log")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(stderr)
+    return path
 
 
 def _run(runner: Runner, command: Command, ref: str, *, action: str) -> str:
