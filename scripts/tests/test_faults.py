@@ -7,11 +7,13 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from invoke.exceptions import Exit
-from support.lab import invoke
+from support.lab import ROOT, invoke
 
 from buildtasks.errors import FilesystemError, filesystem_error
 from buildtasks.tasks.adapter import errors_to_exit
@@ -201,3 +203,106 @@ def test_a_failing_run_step_ends_in_one_line_naming_the_step(lab, tmp_path):
         'error: app: step "RUN echo "preparing" && sh -c "exit 3"" failed with exit code 3 '
         "(the build log above shows its output)"
     )
+
+
+def _serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The lab's registry binary on `config` again (same address, same storage)."""
+    import time
+
+    from buildtasks.registry import registry_up
+
+    address = json_address(config)
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    assert binary
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 15
+    while not registry_up(address):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    return process
+
+
+def json_address(config: Path) -> str:
+    import json
+
+    return json.loads(config.read_text())["http"]["addr"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("fault", ["registry-stops", "ctrl-c"])
+def test_a_push_cut_short_leaves_no_tag_and_a_rerun_finishes_it(lab, tmp_path, fault):
+    """The registry goes away, or the user presses Ctrl-C, while the image is being pushed:
+    no tag points anywhere, the record does not claim a push, and the same command run again
+    pushes and tags."""
+    import json
+    import os
+    import signal
+    import time
+
+    from support.lab import registry_tags, scratch_registry
+
+    env = {**os.environ, "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    (tmp_path / "registry").mkdir()
+    with scratch_registry(tmp_path / "registry") as (address, config):
+        repo = f"{address}/faults/web"
+        build = invoke("docker.build", "--image", "frontend", "--name", repo, "-t", "cut", env=env)
+        assert build.returncode == 0, build.stderr[-2000:]
+        push = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "invoke",
+                "--search-root",
+                str(ROOT),
+                "docker.push",
+                "--image",
+                "frontend",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert push.stderr is not None
+        seen = []
+        for line in push.stderr:
+            seen.append(line)
+            if line.startswith("+ crane push "):
+                break
+        time.sleep(0.05)  # the upload is under way
+        if fault == "ctrl-c":
+            os.killpg(push.pid, signal.SIGINT)
+    # registry-stops: the registry has stopped here, whatever the push was doing.
+    rest = push.stderr.read()
+    push.wait(timeout=120)
+    output = "".join(seen) + rest
+    assert push.returncode != 0, output[-2000:]
+    assert "Traceback" not in output
+    if fault == "ctrl-c":
+        assert push.returncode == 130
+    else:
+        last = output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and len(last) < 300, last
+        assert push.returncode == 4, output[-2000:]
+    facts = json.loads((tmp_path / "artifacts/frontend/metadata.json").read_text())["buildtasks"]
+    assert not facts.get("tagged") and not facts.get("registry_digest")
+    server = _serve(config, tmp_path / "registry/registry.log")
+    try:
+        assert not registry_tags(repo), "a tag points at what was cut short"
+        again = invoke("docker.push", "--image", "frontend", env=env)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert registry_tags(repo) == ["cut"]
+        served = subprocess.run(
+            ["crane", "digest", f"{repo}:cut"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        facts = json.loads((tmp_path / "artifacts/frontend/metadata.json").read_text())[
+            "buildtasks"
+        ]
+        assert facts["tagged"] and facts["registry_digest"] == served
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
