@@ -229,7 +229,10 @@ WRONG_TYPES = [
     ("images.backend", "size-budget-mb", True),
     ("images.backend", "size-budget-mb", "200"),
     ("images.backend", "retention", "x"),
-    *(("scan", key, 5) for key in ("severity", "ignorefile", "db-repositories", "cache-dir")),
+    *(
+        ("scan", key, 5)
+        for key in ("severity", "ignorefile", "db-repositories", "cache-dir", "vex")
+    ),
     ("scan", "ignore-unfixed", "yes"),
     ("scan", "offline", "true"),
     ("scan", "max-db-age-days", True),

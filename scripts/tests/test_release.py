@@ -196,3 +196,69 @@ def test_a_release_that_could_not_sign_pushes_nothing(release_env, setup, messag
     assert message in last, last
     assert "==> backend: build" not in result.stderr  # refused before the build
     assert not registry_tags(f"{namespace}/monorepo")
+
+
+def _starlette_vex(path: Path) -> Path:
+    """An OpenVEX document saying the backend is not affected by the DB's starlette advisory."""
+    import tomllib
+
+    lock = tomllib.loads((Path(__file__).parents[2] / "uv.lock").read_text())
+    version = next(p["version"] for p in lock["package"] if p["name"] == "starlette")
+    path.write_text(
+        json.dumps(
+            {
+                "@context": "https://openvex.dev/ns/v0.2.0",
+                "@id": "https://example.invalid/vex/backend",
+                "author": "buildtasks tests",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "version": 1,
+                "statements": [
+                    {
+                        "vulnerability": {"name": "CVE-2099-0004"},
+                        "products": [{"@id": f"pkg:pypi/starlette@{version}"}],
+                        "status": "not_affected",
+                        "justification": "vulnerable_code_not_in_execute_path",
+                    }
+                ],
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.lab
+def test_the_release_takes_the_scan_options_and_tests_the_web_image_against_the_gateway(
+    release_env,
+):
+    """The chain has the options of the tasks it chains (--vex, --cache-dir), and the web
+    image's tests run against the gateway image the chain built just before."""
+    _, env, tmp_path = release_env
+    env = {k: v for k, v in env.items() if k != "TRIVY_CACHE_DIR"}  # --cache-dir instead
+    ignore = tmp_path / ".trivyignore"
+    ignore.write_text("CVE-2099-0001\nCVE-2099-0002\n")  # starlette's is left to the VEX
+    vex = _starlette_vex(tmp_path / "backend.openvex.json")
+    result = invoke(
+        "docker.release",
+        "--no-push",
+        "--ignorefile",
+        str(ignore),
+        "--vex",
+        str(vex),
+        "--cache-dir",
+        str(tmp_path / "trivy"),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--vex " in result.stderr and f"--cache-dir {tmp_path / 'trivy'}" in result.stderr
+    backend, frontend = result.stdout.split("frontend: ", 1)
+    assert "image tests passed (16 passed)" in backend
+    assert "image tests passed (16 passed)" in frontend  # none skipped: the gateway was there
+    assert "BUILDTASKS_IMAGE_BACKEND=sha256:" in result.stderr
+
+
+def test_the_release_refuses_a_name_for_several_images_before_building():
+    result = invoke("docker.release", "--name", "ghcr.io/acme/x", "--no-push")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --name applies to one image: add --image"
+    )

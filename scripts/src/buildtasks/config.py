@@ -89,6 +89,8 @@ class ScanConfig:
     cache_dir: str = ""
     #: A scan refuses a vulnerability DB older than this (0 turns the check off).
     max_db_age_days: float = 3.0
+    #: VEX sources for every scan: files (from the repository root), `repo` or `oci`.
+    vex: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ _SCAN_KEYS = (
     "offline",
     "cache-dir",
     "max-db-age-days",
+    "vex",
 )
 _SIGN_KEYS = (
     "key",
@@ -477,6 +480,7 @@ def parse(data: Mapping[str, Any], root: Path, env: Mapping[str, str]) -> Config
             scan_t.get("max-db-age-days", ScanConfig.max_db_age_days),
             "tool.buildtasks.scan.max-db-age-days",
         ),
+        vex=_str_list(scan_t.get("vex", []), "tool.buildtasks.scan.vex"),
     )
     sign = _parse_sign(table.get("sign", {}))
     lab_t = table.get("lab", {})

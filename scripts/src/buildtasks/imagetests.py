@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,20 @@ from buildtasks.errors import ConfigError
 #: Environment the image tests read: which image (by digest) and its configured budget.
 IMAGE_ENV = "BUILDTASKS_IMAGE"
 BUDGET_ENV = "BUILDTASKS_SIZE_BUDGET_MB"
+
+#: pytest's closing counts: `15 passed, 1 skipped in 20.1s`.
+_COUNTS_RE = re.compile(r"\b(\d+ (?:passed|failed|skipped|errors?|xfailed|xpassed)(?:, )?)+")
+
+
+def image_env(key: str) -> str:
+    """The variable naming image `key`'s digest for other images' tests (BUILDTASKS_IMAGE_BACKEND)."""
+    return f"{IMAGE_ENV}_{key.upper()}"
+
+
+def pytest_counts(last_line: str) -> str:
+    """`15 passed, 1 skipped` from pytest's last line ('' when it is not there)."""
+    match = _COUNTS_RE.search(last_line)
+    return match.group(0).rstrip(", ") if match else ""
 
 
 @dataclass(frozen=True)
@@ -49,12 +64,17 @@ def image_test_command(
     root: Path,
     python: str = sys.executable,
     extra: tuple[str, ...] = (),
+    others: Mapping[str, str] | None = None,
 ) -> Command:
-    """Return the pytest run of `image`'s tests against `ref` (a digest or `name@sha256:`)."""
+    """Return the pytest run of `image`'s tests against `ref` (a digest or `name@sha256:`).
+
+    `others` maps the keys of images built before this one to their digests: their tests
+    read them (`BUILDTASKS_IMAGE_BACKEND`, so the web image is tested against a real gateway).
+    """
     plan = image_tests(image, ref, root=root)
     return Command(
         (python, "-m", "pytest", *plan.args, *extra),
-        env=plan.env,
+        env={**{image_env(k): v for k, v in (others or {}).items()}, **plan.env},
         cwd=str(root),
         hint=f"the image tests of {image.key} failed",
     )

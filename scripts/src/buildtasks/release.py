@@ -39,7 +39,7 @@ from buildtasks.build import (
 from buildtasks.config import Config, ImageSpec
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, GateFailed
 from buildtasks.findings import severity_counts
-from buildtasks.imagetests import image_test_command
+from buildtasks.imagetests import image_test_command, pytest_counts
 from buildtasks.merge import MergeOptions, merge_image
 from buildtasks.parallel import first_failure, run_all
 from buildtasks.record import require_real_bases
@@ -90,6 +90,8 @@ class Stage:
     gate: tuple[str, ...] = ()
     #: Who signed, as the verification found it.
     signer: str = ""
+    #: The images the chain built before this one, key → digest, for this image's tests.
+    others: dict[str, str] = field(default_factory=dict)
 
 
 def _say(runner: Runner, image: ImageSpec, message: str) -> None:
@@ -122,6 +124,13 @@ def gates(
     what this image left behind.
     """
     stage = Stage(image, _placeholder(image))
+    if started:
+        # What the chain built before: the web image's tests run against a real gateway.
+        stage.others = {
+            s.image.key: s.build.ref if options.from_dir else s.build.digest
+            for s in started
+            if s.build.digest
+        }
     if options.from_dir:
         with _step(stage, stage.image, runner, "merge", "merge the platform digests, untagged"):
             outcome = merge_image(
@@ -220,12 +229,14 @@ def _test_branch(
     image, outcome = stage.image, stage.build
     # The merged index is in the registry only; a build is in the engine's store.
     target = outcome.ref if options.from_dir else outcome.digest
+    command = image_test_command(image, target, root=config.root, others=stage.others)
     with _step(part, image, runner, "image tests", f"image tests on {target}"):
         try:
-            runner.run(image_test_command(image, target, root=config.root))
+            result = runner.run(command)
         except CommandFailed:
             raise GateFailed(f"image tests failed for {image.key} ({target})") from None
-    part.steps.append("image tests passed")
+    counts = pytest_counts(result.stderr)
+    part.steps.append(f"image tests passed ({counts})" if counts else "image tests passed")
 
 
 def _scan_branch(

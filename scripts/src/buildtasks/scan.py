@@ -131,7 +131,9 @@ def settings(config: Config, options: ScanOptions) -> Settings:
         db_repositories=options.db_repositories or config.scan.db_repositories,
         offline=config.scan.offline if options.offline is None else options.offline,
         cache_dir=options.cache_dir or config.scan.cache_dir,
-        vex=options.vex,
+        # --vex replaces the configured sources; configured files are relative to the root.
+        vex=options.vex
+        or tuple(v if v in VEX_SOURCES else str(config.root / v) for v in config.scan.vex),
         local=options.local,
         max_db_age_days=(
             config.scan.max_db_age_days

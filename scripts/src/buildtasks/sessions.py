@@ -104,7 +104,7 @@ def image_tests(session) -> None:
                 session.log(f"{image.key}: no image tests configured")
                 continue
             outcome = build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
-            built[f"BUILDTASKS_IMAGE_{image.key.upper()}"] = outcome.digest
+            built[imagetests.image_env(image.key)] = outcome.digest
             session.log(f"{image.key}: testing {outcome.digest}")
             plan = imagetests.image_tests(image, outcome.digest, root=config.root)
             pytest(session, *plan.args, *session.posargs, env={**built, **plan.env})

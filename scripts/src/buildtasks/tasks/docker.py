@@ -204,10 +204,17 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
 
 
 @task(
-    iterable=["db_repository"],
+    iterable=["db_repository", "vex", "tag", "build_arg"],
     auto_shortflags=False,
     help={
         "image": "Configured image to release (default: every image)",
+        "name": "Image name to publish, e.g. ghcr.io/acme/monorepo (default: configured)",
+        "tag": "Tag to apply (repeatable); default: the configured metadata-action rules",
+        "build-arg": "Build argument KEY=VALUE (repeatable)",
+        "vex": "VEX document (file, or 'repo' / 'oci') whose not-affected statements drop "
+        "findings (repeatable; default: [tool.buildtasks.scan] vex)",
+        "cache-dir": "Trivy cache directory (default: Trivy's own, or TRIVY_CACHE_DIR)",
+        "cache": "Build cache: auto, local, registry, gha or none (default: [tool.buildtasks] cache)",
         "no-push": "Run the gates only (build, image tests, scan, SBOM); push and sign nothing",
         "skip-tests": "Skip the image tests (the scan gate still runs)",
         "severity": "Scan gate severities, e.g. CRITICAL,HIGH (default: [tool.buildtasks.scan])",
@@ -246,10 +253,17 @@ def release(
     allow_stand_ins: bool = False,
     from_: str = "",
     no_cache: bool = False,
+    name: str = "",
+    tag: list[str] | None = None,
+    build_arg: list[str] | None = None,
+    vex: list[str] | None = None,
+    cache_dir: str = "",
+    cache: str = "",
 ) -> None:
     """Build, test, push untagged, scan, SBOM, sign, attest, verify, then tag: one digest end to end."""
     from buildtasks import timing
-    from buildtasks.build import BuildOptions, preflight
+    from buildtasks.build import BuildOptions, check_options, preflight
+    from buildtasks.caches import check_kind
     from buildtasks.release import ReleaseOptions
     from buildtasks.release import release as run_release
     from buildtasks.scan import ScanOptions
@@ -257,29 +271,35 @@ def release(
 
     config = load_config(c)
     runner = runner_for(c)
-    preflight(runner)
     options = ReleaseOptions(
         build=BuildOptions(
+            name=name,
+            tags=tuple(tag or ()),
+            build_args=tuple(build_arg or ()),
             platforms=tuple(p for p in platform.split(",") if p),
             verbose=verbose,
             allow_stand_ins=allow_stand_ins,
             no_cache=no_cache,
+            cache=check_kind(cache, "--cache") if cache else "",
         ),
         scan=ScanOptions(
             severity=tuple(s for s in severity.split(",") if s),
             ignore_unfixed=True if ignore_unfixed else None,
             ignorefile=ignorefile,
+            vex=tuple(vex or ()),
             db_repositories=tuple(db_repository or ()),
             offline=True if offline else None,
+            cache_dir=cache_dir,
         ),
         sign=SignOptions(key=key, keyless=keyless, tlog=False if no_tlog else None),
         push=not no_push,
         test=not skip_tests,
         from_dir=from_,
     )
-    stages = run_release(
-        config, config.select(image), runner, options, env=os.environ, now=datetime.now(UTC)
-    )
+    images = config.select(image)
+    check_options(config, images, options.build)
+    preflight(runner)
+    stages = run_release(config, images, runner, options, env=os.environ, now=datetime.now(UTC))
     if (path := os.environ.get("GITHUB_STEP_SUMMARY")) and not runner.dry:
         from buildtasks.files import append_text
         from buildtasks.release import summary_of
