@@ -15,7 +15,10 @@ from buildtasks.tasks import (
     lint,
     secrets,
     tools,
+    usage,
 )
+
+usage.install()
 
 namespace = Collection()
 docker_tasks = Collection.from_module(docker)
