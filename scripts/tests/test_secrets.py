@@ -277,12 +277,16 @@ def runner() -> Runner:
 def test_history_scan_finds_a_deleted_secret_and_writes_sarif(leaky_repo, runner):
     with pytest.raises(GateFailed) as err:
         scan_secrets(leaky_repo, runner)
-    assert str(err.value) == (
-        "gitleaks found 1 secret(s): see .buildtasks/gitleaks.sarif; add false positives "
-        "to .gitleaks-baseline.json with `uv run invoke secrets.baseline`"
-    )
     sarif = (leaky_repo / ".buildtasks/gitleaks.sarif").read_text()
     (result,) = json.loads(sarif)["runs"][0]["results"]
+    commit = result["partialFingerprints"]["commitSha"][:12]
+    # The line says where (rule, file, line, commit), never what: the report is redacted.
+    assert str(err.value) == (
+        f"gitleaks found 1 secret(s) (github-pat in settings.py:1 (commit {commit})): see "
+        ".buildtasks/gitleaks.sarif; add false positives to .gitleaks-baseline.json with "
+        "`uv run invoke secrets.baseline`"
+    )
+    assert fake_token() not in str(err.value)
     assert result["ruleId"] == "github-pat"
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "settings.py"
     assert fake_token() not in sarif, "the report must be redacted"
@@ -306,7 +310,9 @@ def test_working_tree_scan_passes_once_the_secret_is_deleted(leaky_repo, runner)
 def test_working_tree_scan_finds_an_uncommitted_secret(leaky_repo, runner, tmp_path):
     (leaky_repo / "notes.txt").write_text(f"token: {fake_token()}\n")
     report = tmp_path / "tree.json"
-    with pytest.raises(GateFailed, match=rf"found 1 secret\(s\): see {report}"):
+    with pytest.raises(
+        GateFailed, match=rf"found 1 secret\(s\) \(github-pat in notes\.txt:1\): see {report}"
+    ):
         scan_secrets(leaky_repo, runner, history=False, report=report)
     assert [f["File"] for f in json.loads(report.read_text())] == ["notes.txt"]
 

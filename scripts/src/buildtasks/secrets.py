@@ -259,11 +259,15 @@ def scan_secrets(
             runner.say(f"gitleaks: no secrets found in {scope}{extra}")
         return report
     text = report.read_text(encoding="utf-8")
-    for line in finding_lines(text, report_format(report.name)):
+    lines = finding_lines(text, report_format(report.name))
+    for line in lines:
         runner.say(f"  leak: {line}")
     found = count_findings(text, report_format(report.name))
+    where = (
+        f" ({lines[0]}{f' and {len(lines) - 1} more' if len(lines) > 1 else ''})" if lines else ""
+    )
     raise GateFailed(
-        f"gitleaks found {found} secret(s): see {_shown(report, root)}; {_BASELINE_HINT}"
+        f"gitleaks found {found} secret(s){where}: see {_shown(report, root)}; {_BASELINE_HINT}"
     )
 
 
