@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 
+from buildtasks import refs
 from buildtasks.errors import ConfigError, RegistryUnavailable
 from buildtasks.push import manifest_digest
 from buildtasks.refs import (
@@ -114,3 +115,42 @@ def test_require_digest_splits_and_refuses_tags():
     for bad in ("r/app:1", digest, f"r/app@sha256:{'a' * 10}"):
         with pytest.raises(ConfigError, match="by digest"):
             require_digest(bad)
+
+
+@pytest.mark.parametrize(
+    ("ref", "text", "expected"),
+    [
+        pytest.param(
+            "127.0.0.1:5000/x@sha256:" + "a" * 64,
+            'Error: signing [127.0.0.1:5000/x]: getting key from Fulcio: Post "https://fulcio.'
+            'sigstore.dev/api/v2/signingCert": dial tcp: lookup fulcio.sigstore.dev on '
+            "10.0.0.53:53: no such host",
+            "cannot reach fulcio.sigstore.dev to sign images in 127.0.0.1:5000: keyless signing "
+            "needs Sigstore's services (Fulcio, Rekor) reachable from here: check the network "
+            "and proxy, or sign with a key (--key)",
+            id="keyless-on-a-laptop-is-not-the-lab-registry",
+        ),
+        pytest.param(
+            "127.0.0.1:5000/x@sha256:" + "a" * 64,
+            "Error: Get http://127.0.0.1:5000/v2/: dial tcp 127.0.0.1:5000: connect: "
+            "connection refused",
+            "registry 127.0.0.1:5000 is unreachable: start it with `uv run invoke lab.up`",
+            id="the-lab-registry-down",
+        ),
+        pytest.param(
+            "localhost:5000/x@sha256:" + "a" * 64,
+            'Get "http://localhost:5000/v2/": dial tcp [::1]:5000: connect: connection refused',
+            "registry localhost:5000 is unreachable: start it with `uv run invoke lab.up`",
+            id="loopback-by-another-name",
+        ),
+        pytest.param(
+            "ghcr.io/acme/x@sha256:" + "a" * 64,
+            'Get "https://ghcr.io/v2/": dial tcp: lookup ghcr.io: no such host',
+            "registry ghcr.io is unreachable: check the address and network",
+            id="the-registry-itself",
+        ),
+    ],
+)
+def test_a_connection_error_is_blamed_on_the_host_that_failed(ref, text, expected):
+    error = refs.registry_error(ref, text, action="sign images in")
+    assert error is not None and str(error) == expected

@@ -147,6 +147,18 @@ def registry_error(ref: str, text: str, *, action: str) -> BuildtasksError | Non
     login and a registry that does not answer; anything else is left to the caller (None).
     """
     registry = registry_of(ref)
+    host = unreachable_host(text)
+    same = host == host_name(registry) or (is_loopback(host) and is_loopback(registry))
+    if host and not same:
+        # Another service did not answer (Sigstore's Fulcio or Rekor, a proxy, a token
+        # server): the registry is not to blame.
+        hint = (
+            "keyless signing needs Sigstore's services (Fulcio, Rekor) reachable from here: "
+            "check the network and proxy, or sign with a key (--key)"
+            if host.endswith("sigstore.dev")
+            else "check the network and proxy settings"
+        )
+        return RegistryUnavailable(f"cannot reach {host} to {action} {registry}: {hint}")
     if AUTH_ERRORS.search(text):
         return RegistryUnavailable(f"not allowed to {action} {registry}: {login_fix(registry)}")
     if DOWN_ERRORS.search(text):
@@ -154,6 +166,23 @@ def registry_error(ref: str, text: str, *, action: str) -> BuildtasksError | Non
             f"registry {registry} is unreachable: {unreachable_fix(registry)}"
         )
     return None
+
+
+#: Where a connection failed: `lookup HOST`, `dial tcp HOST:PORT`, or the request's URL.
+_LOOKUP_RE = re.compile(r"lookup ([A-Za-z0-9.\-]+)(?: on |: )")
+_DIAL_RE = re.compile(r"dial tcp \[?([A-Za-z0-9.\-:]+?)\]?:\d+: ")
+_URL_RE = re.compile(r"https?://([A-Za-z0-9.\-]+)(?::\d+)?[/\"]")
+
+
+def unreachable_host(text: str) -> str:
+    """The host a connection error in `text` names ('' when none does, or no such error)."""
+    for line in text.splitlines():
+        if not DOWN_ERRORS.search(line):
+            continue
+        for pattern in (_LOOKUP_RE, _DIAL_RE, _URL_RE):
+            if match := pattern.search(line):
+                return match.group(1)
+    return ""
 
 
 @dataclass(frozen=True)
