@@ -105,8 +105,10 @@ def test_the_matrix_has_one_job_per_platform_on_its_runner():
     ]
     line = ci.output_lines({"matrix": ci.compact(ci.matrix(config, config.image("app")))})
     assert line.count("\n") == 1 and line.startswith('matrix=[{"platform":"linux/amd64"')
-    with pytest.raises(ValueError):
-        ci.output_lines({"x": "a\nb"})
+    # A multi-line value takes GitHub's heredoc form, its delimiter no line of the value.
+    assert ci.output_lines({"x": "a\nb"}) == "x<<EOF_BUILDTASKS\na\nb\nEOF_BUILDTASKS\n"
+    tricky = ci.output_lines({"x": "a\nEOF_BUILDTASKS"})
+    assert tricky == "x<<EOF_BUILDTASKS_\na\nEOF_BUILDTASKS\nEOF_BUILDTASKS_\n"
 
 
 def test_the_summary_names_digest_tags_platforms_findings_signer_and_times():

@@ -221,6 +221,8 @@ WRONG_TYPES = [
             "description",
             "tags",
             "flavor",
+            "labels",
+            "annotations",
             "cache",
             "paths",
         )

@@ -24,7 +24,7 @@ from buildtasks import push as push_mod
 from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
 from buildtasks.command import Command
-from buildtasks.config import Config, ImageSpec, parse_platforms
+from buildtasks.config import Config, ImageSpec, key_values, parse_platforms
 from buildtasks.engine import start_hint
 from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, EngineUnavailable
 from buildtasks.push import DRY_DIGEST, repositories
@@ -40,9 +40,13 @@ BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 class BuildOptions:
     """What the user asked for on the command line (empty means "use the configuration")."""
 
+    #: Image names to publish to, comma-separated ('' for the configured one).
     name: str = ""
     tags: tuple[str, ...] = ()
     build_args: tuple[str, ...] = ()
+    #: Extra OCI labels and annotations, `KEY=VALUE` (after the configured ones: they win).
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     push: bool = False
     #: Push untagged, by digest, and record the digest for `docker.merge` (implies push).
@@ -55,6 +59,12 @@ class BuildOptions:
     provenance: str | None = None
     #: Push for a registry other than the lab's even though the bases are lab stand-ins.
     allow_stand_ins: bool = False
+    #: Passed to buildx as they are: `--secret id=...,src=...`, `--ssh default`.
+    secrets: tuple[str, ...] = ()
+    ssh: tuple[str, ...] = ()
+    #: Build every platform on this builder (`builder:NAME`, `context:NAME`, an endpoint, or
+    #: a buildx builder's bare name) instead of `[tool.buildtasks.builders]`.
+    builder: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,12 +131,16 @@ def explicit_tags(names: Sequence[str], tags: Sequence[str]) -> tuple[str, ...]:
 
 
 def image_names(config: Config, image: ImageSpec, override: str) -> tuple[str, ...]:
-    """Full repository names for `image`: `--name`, or `<registry>/<repository>`."""
-    if override:
-        if override != override.lower() or " " in override:
-            raise ConfigError(f"bad image name {override!r}: use lowercase, e.g. ghcr.io/acme/app")
-        return (override,)
-    return (f"{config.registry}/{image.repository}",)
+    """Full repository names for `image`: `--name` (several, comma-separated: one build
+    pushed to each, as build-push-action's list of tags), or `<registry>/<repository>`."""
+    names = tuple(dict.fromkeys(n.strip() for n in override.split(",") if n.strip()))
+    for name in names:
+        if name != name.lower() or " " in name or ":" in name.rsplit("/", 1)[-1]:
+            raise ConfigError(
+                f"bad image name {name!r}: use a lowercase repository without a tag, "
+                "e.g. ghcr.io/acme/app (tags go in --tag)"
+            )
+    return names or (f"{config.registry}/{image.repository}",)
 
 
 def check_options(config: Config, images: Sequence[ImageSpec], options: BuildOptions) -> None:
@@ -136,6 +150,15 @@ def check_options(config: Config, images: Sequence[ImageSpec], options: BuildOpt
     if options.platforms:
         parse_platforms(list(options.platforms))
     parse_build_args(options.build_args)
+    key_values(options.labels, "--label")
+    key_values(options.annotations, "--annotation")
+    for secret in options.secrets:
+        ident = re.search(r"(?:^|,)id=([^,]+)", secret)
+        if not ident or ident.group(1) == "ca":
+            raise ConfigError(
+                f"--secret {secret!r} needs id=NAME (and src=FILE or env=VAR), e.g. "
+                "id=npmrc,src=$HOME/.npmrc; the id 'ca' is the proxy CA's"
+            )
     for image in images:
         config.dockerfile_path(image)
         if options.tags:
@@ -339,7 +362,16 @@ def build_image(
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
     with timing.step(steps, "tags and labels"):
-        meta = image_metadata(config, image, names, env=env, cwd=config.root, now=now)
+        meta = image_metadata(
+            config,
+            image,
+            names,
+            env=env,
+            cwd=config.root,
+            now=now,
+            labels=options.labels,
+            annotations=options.annotations,
+        )
     tags = explicit_tags(names, options.tags) if options.tags else meta.tags
     if not tags:
         raise ConfigError(f"no tags for {image.key}: the tag rules produced none; pass --tag")
@@ -373,10 +405,10 @@ def build_image(
             lab_registry=config.lab.registry,
             allow=options.allow_stand_ins,
         )
-    secrets = ()
+    secrets = options.secrets
     ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
     if ca:
-        secrets = (f"id=ca,src={Path(ca).expanduser()}",)
+        secrets = (f"id=ca,src={Path(ca).expanduser()}", *secrets)
     build_args = {
         "APP_VERSION": meta.version,
         "APP_REVISION": meta.revision,
@@ -437,6 +469,7 @@ def build_image(
         annotations=meta.annotations,
         build_contexts=labstate.build_contexts(state),
         secrets=secrets,
+        ssh=options.ssh,
         provenance=provenance,
     )
     with ExitStack() as guards:
@@ -473,6 +506,8 @@ def build_image(
                 stand_ins=stand_ins,
                 store=builder.store,
                 revision=meta.revision,
+                version=meta.version,
+                labels=dict(meta.labels),
             )
         outcome = BuildOutcome(
             image, digest, tags, out, platforms, push, load, stand_ins, timings=tuple(steps)

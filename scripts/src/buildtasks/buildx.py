@@ -42,6 +42,8 @@ class BuildRequest:
     annotations: tuple[str, ...] = ()
     build_contexts: Mapping[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    #: SSH agent sockets or keys the build may use (`--ssh default`, `--ssh id=path`).
+    ssh: tuple[str, ...] = ()
     provenance: str | None = None
     #: A buildx builder by name (`--builder`); '' for the engine's own.
     builder: str = ""
@@ -70,6 +72,8 @@ def buildx_build(image: ImageSpec, request: BuildRequest, *, root: Path) -> Comm
         argv += ["--build-context", f"{name}={source}"]
     for secret in request.secrets:
         argv += ["--secret", secret]
+    for ssh in request.ssh:
+        argv += ["--ssh", ssh]
     if request.no_cache:
         # Every cache off: no layer cache, no cache import, bases pulled afresh.
         argv += ["--no-cache", "--pull"]

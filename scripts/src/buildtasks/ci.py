@@ -29,11 +29,42 @@ def matrix(config: Config, image: ImageSpec) -> list[dict[str, str]]:
 
 
 def output_lines(outputs: Mapping[str, str]) -> str:
-    """`$GITHUB_OUTPUT` lines for single-line values (JSON is written compact, on one line)."""
+    """`$GITHUB_OUTPUT` lines: `name=value`, or GitHub's heredoc form for a multi-line value
+    (`name<<DELIMITER`, the lines, `DELIMITER`), the delimiter chosen so no line equals it."""
+    out = []
     for name, value in outputs.items():
-        if "\n" in value:
-            raise ValueError(f"output {name} spans lines; write it compact")
-    return "".join(f"{name}={value}\n" for name, value in outputs.items())
+        if "\n" not in value:
+            out.append(f"{name}={value}\n")
+            continue
+        delimiter = "EOF_BUILDTASKS"
+        while delimiter in value.splitlines():
+            delimiter += "_"
+        out.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    return "".join(out)
+
+
+def build_outputs(key: str, record: Mapping[str, object], *, prefix: bool) -> dict[str, str]:
+    """What docker/build-push-action and docker/metadata-action output, for one built image.
+
+    `record` is the build record (`.buildtasks/<image>/metadata.json`). `digest` is what the
+    registry serves once pushed (the build's digest before), `imageid` the engine's id,
+    `tags` one per line, `version`, `labels` (one `KEY=VALUE` per line), `metadata` the
+    record as compact JSON. With `prefix` (several images in one run) each name starts with
+    the image key (`backend-digest`).
+    """
+    facts = record.get("buildtasks")
+    facts = facts if isinstance(facts, Mapping) else {}
+    digest = str(record.get("containerimage.digest", ""))
+    labels = facts.get("labels") if isinstance(facts.get("labels"), Mapping) else {}
+    values = {
+        "digest": str(facts.get("registry_digest") or digest),
+        "imageid": str(record.get("containerimage.config.digest", digest)),
+        "tags": "\n".join(str(t) for t in facts.get("tags") or ()),
+        "version": str(facts.get("version", "")),
+        "labels": "\n".join(f"{k}={v}" for k, v in labels.items()),
+        "metadata": compact(record),
+    }
+    return {f"{key}-{name}" if prefix else name: value for name, value in values.items()}
 
 
 def compact(value: object) -> str:

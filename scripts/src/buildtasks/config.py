@@ -68,6 +68,10 @@ class ImageSpec:
     description: str = ""
     tags: tuple[str, ...] = ()
     flavor: tuple[str, ...] = ()
+    #: Extra OCI labels and annotations, `KEY=VALUE` lines (metadata-action's `labels` and
+    #: `annotations` inputs): they win over the defaults, templates such as {{sha}} work.
+    labels: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
     #: The build cache of this image (`caches.KINDS`); '' follows the top-level `cache`.
     cache: str = ""
     #: What the image is built from beyond the shared `paths` (GitHub filter patterns).
@@ -232,6 +236,8 @@ _IMAGE_KEYS = (
     "description",
     "tags",
     "flavor",
+    "labels",
+    "annotations",
     "cache",
     "paths",
     "retention",
@@ -309,6 +315,15 @@ def _lines(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()]
     return _str_list(value, where)
+
+
+def key_values(lines: Sequence[str], where: str) -> tuple[str, ...]:
+    """`KEY=VALUE` lines (labels, annotations): each needs a key and an `=`."""
+    for line in lines:
+        key, sep, _ = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{where} item {line!r} is not KEY=VALUE, e.g. org.example.team=web")
+    return tuple(lines)
 
 
 def parse_days(value: Any, where: str) -> float:
@@ -423,6 +438,10 @@ def _parse_image(key: str, table: Any, retention: Policy | None = None) -> Image
         description=_str(table.get("description", ""), f"{where}.description"),
         tags=_lines(table.get("tags", []), f"{where}.tags"),
         flavor=_lines(table.get("flavor", []), f"{where}.flavor"),
+        labels=key_values(_lines(table.get("labels", []), f"{where}.labels"), f"{where}.labels"),
+        annotations=key_values(
+            _lines(table.get("annotations", []), f"{where}.annotations"), f"{where}.annotations"
+        ),
         cache=check_kind(_str(table["cache"], f"{where}.cache"), f"{where}.cache")
         if "cache" in table
         else "",

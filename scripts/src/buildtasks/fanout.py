@@ -31,7 +31,16 @@ def groups_for(
 ) -> list[tuple[builders_mod.BuilderSpec, tuple[str, ...]]]:
     """The builders this build runs on, each with its platforms."""
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
+    if options.builder:
+        return [(cli_builder(options.builder), platforms)]
     return builders_mod.assign(platforms, config.builders)
+
+
+def cli_builder(text: str) -> builders_mod.BuilderSpec:
+    """`--builder`: a buildx builder's bare name, or any builder string of the configuration."""
+    forms = ("default", "builder:", "context:", *builders_mod.ENDPOINT_SCHEMES)
+    value = text if text.startswith(forms) else f"builder:{text}"
+    return builders_mod.parse_builder(value, "--builder")
 
 
 def check_spread(
@@ -44,6 +53,12 @@ def check_spread(
     if len(groups) < 2:
         return
     where = "; ".join(f"{', '.join(p)} on {spec}" for spec, p in groups)
+    if "," in options.name:
+        raise ConfigError(
+            f"the platforms build on different builders ({where}), which merge into one "
+            "registry: give one --name, then copy the index with "
+            "`docker buildx imagetools create --tag OTHER/NAME:TAG NAME@DIGEST`"
+        )
     if not (options.push or options.push_by_digest):
         raise ConfigError(
             f"the platforms build on different builders ({where}): add --push to merge them "

@@ -381,6 +381,8 @@ def merge_image(
                 "tagged": False,
                 "stand_ins": list(stand_ins),
                 "revision": meta.revision,
+                "version": meta.version,
+                "labels": dict(meta.labels),
                 "merged_from": {
                     ",".join(item.platforms): f"{item.repository}@{item.digest}" for item in given
                 },

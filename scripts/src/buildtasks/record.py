@@ -61,7 +61,7 @@ class BuildResult:
     config_digest: str = ""
 
 
-def _load(path: Path) -> Mapping[str, object]:
+def read_raw(path: Path) -> Mapping[str, object]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -74,7 +74,7 @@ def _load(path: Path) -> Mapping[str, object]:
 
 def read_metadata(path: Path) -> BuildResult:
     """Read the digest and names from a `--metadata-file`; fail naming the fix if absent."""
-    return parse_metadata(_load(path), str(path))
+    return parse_metadata(read_raw(path), str(path))
 
 
 def parse_metadata(data: Mapping[str, object], where: str = "metadata") -> BuildResult:
@@ -140,7 +140,7 @@ class Recorded:
 def read_recorded(config: Config, image: ImageSpec) -> Recorded:
     """Read the digest and the tags of the last build of `image`."""
     path = metadata_path(config, image)
-    data = _load(path)
+    data = read_raw(path)
     result = parse_metadata(data, str(path))
     facts = data.get("buildtasks")
     facts = facts if isinstance(facts, Mapping) else {}

@@ -115,8 +115,15 @@ def image_metadata(
     rules: Sequence[str] = (),
     flavor: Sequence[str] = (),
     context: metadata.Context | None = None,
+    labels: Sequence[str] = (),
+    annotations: Sequence[str] = (),
 ) -> ImageMetadata:
-    """Compute the metadata of `image` for the current GitHub or local-git context."""
+    """Compute the metadata of `image` for the current GitHub or local-git context.
+
+    Labels and annotations: metadata-action's defaults, then the image's `title`, then its
+    configured `labels`/`annotations`, then `labels`/`annotations` given here (the command
+    line); a later `KEY=VALUE` wins.
+    """
     ctx = context or gitcontext.load_context(env, cwd)
     if image.description and not ctx.description:
         from dataclasses import replace
@@ -127,10 +134,23 @@ def image_metadata(
     options = metadata.options_from_env(env)
     dated = source_date(env, ctx)
 
+    title = (f"org.opencontainers.image.title={image.title}",) if image.title else ()
+    extra_labels = (*title, *image.labels, *labels)
+    extra_annotations = (*title, *image.annotations, *annotations)
+
     def run(lines: Sequence[str]) -> metadata.Metadata:
         parsed = metadata.parse_tag_rules(lines)
         return metadata.compute(
-            ctx, list(names), parsed, parsed_flavor, now=now, env=env, created=dated, **options
+            ctx,
+            list(names),
+            parsed,
+            parsed_flavor,
+            now=now,
+            env=env,
+            created=dated,
+            extra_labels=extra_labels,
+            extra_annotations=extra_annotations,
+            **options,
         )
 
     result = run(tag_lines)
@@ -141,24 +161,14 @@ def image_metadata(
             if result.tags:
                 note = f"no configured rule tags this checkout; using local tags {', '.join(result.tag_names)}"
                 break
-    labels = dict(result.labels)
-    annotations = tuple(result.annotations)
-    if image.title:
-        key = "org.opencontainers.image.title"
-        labels[key] = image.title
-        annotations = tuple(
-            f"{a.split(':', 1)[0]}:{key}={image.title}"
-            if a.split(":", 1)[-1].startswith(f"{key}=")
-            else a
-            for a in annotations
-        )
+    computed_labels = dict(result.labels)
     return ImageMetadata(
         version=result.version,
         revision=ctx.sha or "unknown",
-        created=labels.get("org.opencontainers.image.created", now.isoformat()),
+        created=computed_labels.get("org.opencontainers.image.created", now.isoformat()),
         tags=tuple(result.tags),
-        labels=labels,
-        annotations=annotations,
+        labels=computed_labels,
+        annotations=tuple(result.annotations),
         note=note,
         warnings=tuple(result.warnings),
         source_date_epoch=int(dated.timestamp()) if dated else None,

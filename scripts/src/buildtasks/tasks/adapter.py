@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.tasks import Task as InvokeTask
 
 from buildtasks import config as config_mod
 from buildtasks.errors import BuildtasksError, filesystem_error
@@ -59,3 +60,17 @@ def errors_to_exit(func: F) -> F:
             raise Exit(f"error: {error}", code=error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def many(value: list[str] | str | None) -> tuple[str, ...]:
+    """A repeatable option's values (Invoke gives a list; a caller may pass one string)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class Task(InvokeTask):
+    """An Invoke task whose options never take `-h`: that stays `--help` in every task."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        return super().arg_opts(name, default, taken_names | {"h"})

@@ -9,14 +9,24 @@ from datetime import UTC, datetime
 from invoke import task
 from invoke.context import Context
 
-from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
+from buildtasks.tasks.adapter import Task, errors_to_exit, load_config, many, runner_for
 
 
 @task(
-    iterable=["tag", "build_arg"],
+    klass=Task,
+    iterable=["tag", "build_arg", "name", "label", "annotation", "secret", "ssh"],
     help={
+        "secret": "Build secret for buildx, e.g. id=npmrc,src=$HOME/.npmrc (repeatable; "
+        "RUN --mount=type=secret,id=npmrc reads it)",
+        "ssh": "SSH agent socket or keys for buildx, e.g. default (repeatable; "
+        "RUN --mount=type=ssh uses it)",
+        "builder": "Build every platform on this builder: a buildx builder's name, "
+        "context:NAME or an engine endpoint (default: [tool.buildtasks.builders])",
         "image": "Configured image to build (default: every image in [tool.buildtasks.images])",
-        "name": "Override the full image name, e.g. ghcr.io/acme/app",
+        "name": "Override the full image name, e.g. ghcr.io/acme/app (repeatable: one build "
+        "pushed to several registries)",
+        "label": "Extra OCI label KEY=VALUE (repeatable; wins over the configured labels)",
+        "annotation": "Extra OCI annotation KEY=VALUE (repeatable; wins over the configured ones)",
         "tag": "Tag to apply (repeatable); default: the configured metadata-action rules",
         "build-arg": "Build argument KEY=VALUE (repeatable)",
         "platform": "Target platforms, e.g. linux/amd64,linux/arm64 (the builder must run them; "
@@ -39,7 +49,7 @@ from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 def build(
     c: Context,
     image: str = "",
-    name: str = "",
+    name: list[str] | None = None,
     tag: list[str] | None = None,
     build_arg: list[str] | None = None,
     platform: str = "",
@@ -52,6 +62,11 @@ def build(
     provenance: str | None = None,
     allow_stand_ins: bool = False,
     cache: str = "",
+    label: list[str] | None = None,
+    annotation: list[str] | None = None,
+    secret: list[str] | None = None,
+    ssh: list[str] | None = None,
+    builder: str = "",
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
     from buildtasks import timing
@@ -65,9 +80,11 @@ def build(
     runner = runner_for(c)
     images = config.select(image)
     options = BuildOptions(
-        name=name,
+        name=",".join(many(name)),
         tags=tuple(tag or ()),
         build_args=tuple(build_arg or ()),
+        labels=tuple(label or ()),
+        annotations=tuple(annotation or ()),
         platforms=tuple(p for p in platform.split(",") if p) if platform else (),
         push=push,
         push_by_digest=push_by_digest,
@@ -77,14 +94,24 @@ def build(
         provenance=provenance,
         allow_stand_ins=allow_stand_ins,
         cache=check_kind(cache, "--cache") if cache else "",
+        secrets=tuple(secret or ()),
+        ssh=tuple(ssh or ()),
+        builder=builder,
     )
     check_options(config, images, options)
     for spec in images:
         check_spread(groups_for(config, spec, options), options, test=test)
     preflight(runner)
     now = datetime.now(UTC)
+    outputs: dict[str, str] = {}
     for spec in images:
         outcome = build_spread(config, spec, options, runner, env=os.environ, now=now)
+        if not runner.dry and os.environ.get("GITHUB_OUTPUT"):
+            from buildtasks import ci
+            from buildtasks.record import read_raw
+
+            record = read_raw(outcome.metadata_file)
+            outputs |= ci.build_outputs(spec.key, record, prefix=len(images) > 1)
         print(f"{spec.key}: {outcome.digest}")
         if outcome.registry_digest and outcome.registry_digest != outcome.digest:
             print(f"  registry digest: {outcome.registry_digest}")
@@ -98,12 +125,20 @@ def build(
             runner.say(line)
         if test:
             runner.run(image_test_command(spec, outcome.digest, root=config.root))
+    if outputs and (path := os.environ.get("GITHUB_OUTPUT")):
+        from buildtasks import ci
+        from buildtasks.files import append_text
+
+        append_text(path, ci.output_lines(outputs))
+        runner.say(f"outputs written to $GITHUB_OUTPUT: {', '.join(outputs)}")
 
 
 @task(
-    iterable=["name", "rule", "flavor"],
+    iterable=["name", "rule", "flavor", "label", "annotation"],
     help={
         "image": "Configured image (default: every image; --json needs exactly one)",
+        "label": "Extra OCI label KEY=VALUE (repeatable; metadata-action's `labels`)",
+        "annotation": "Extra OCI annotation KEY=VALUE (repeatable; metadata-action's `annotations`)",
         "name": "Image name to tag (repeatable; metadata-action's `images`), e.g. ghcr.io/acme/app",
         "rule": "One metadata-action `tags` line, e.g. 'type=semver,pattern={{version}}' (repeatable)",
         "flavor": "One metadata-action `flavor` line, e.g. 'latest=false' (repeatable)",
@@ -118,11 +153,14 @@ def tags(
     rule: list[str] | None = None,
     flavor: list[str] | None = None,
     json: bool = False,
+    label: list[str] | None = None,
+    annotation: list[str] | None = None,
 ) -> None:
     """Print the version, tags and OCI labels the metadata rules give this checkout."""
     import json as json_mod
 
     from buildtasks.build import image_names
+    from buildtasks.config import key_values
     from buildtasks.errors import ConfigError
     from buildtasks.tagging import image_metadata
 
@@ -143,6 +181,8 @@ def tags(
             now=now,
             rules=tuple(rule or ()),
             flavor=tuple(flavor or ()),
+            labels=key_values(tuple(label or ()), "--label"),
+            annotations=key_values(tuple(annotation or ()), "--annotation"),
         )
         if json:
             payload = {
@@ -204,11 +244,14 @@ def push(c: Context, image: str = "", allow_stand_ins: bool = False) -> None:
 
 
 @task(
-    iterable=["db_repository", "vex", "tag", "build_arg"],
+    iterable=["db_repository", "vex", "tag", "build_arg", "name", "label", "annotation"],
     auto_shortflags=False,
     help={
         "image": "Configured image to release (default: every image)",
-        "name": "Image name to publish, e.g. ghcr.io/acme/monorepo (default: configured)",
+        "name": "Image name to publish, e.g. ghcr.io/acme/monorepo (repeatable: one build, "
+        "several registries; default: configured)",
+        "label": "Extra OCI label KEY=VALUE (repeatable; wins over the configured labels)",
+        "annotation": "Extra OCI annotation KEY=VALUE (repeatable; wins over the configured ones)",
         "tag": "Tag to apply (repeatable); default: the configured metadata-action rules",
         "build-arg": "Build argument KEY=VALUE (repeatable)",
         "vex": "VEX document (file, or 'repo' / 'oci') whose not-affected statements drop "
@@ -253,9 +296,11 @@ def release(
     allow_stand_ins: bool = False,
     from_: str = "",
     no_cache: bool = False,
-    name: str = "",
+    name: list[str] | None = None,
     tag: list[str] | None = None,
     build_arg: list[str] | None = None,
+    label: list[str] | None = None,
+    annotation: list[str] | None = None,
     vex: list[str] | None = None,
     cache_dir: str = "",
     cache: str = "",
@@ -273,9 +318,11 @@ def release(
     runner = runner_for(c)
     options = ReleaseOptions(
         build=BuildOptions(
-            name=name,
+            name=",".join(many(name)),
             tags=tuple(tag or ()),
             build_args=tuple(build_arg or ()),
+            labels=tuple(label or ()),
+            annotations=tuple(annotation or ()),
             platforms=tuple(p for p in platform.split(",") if p),
             verbose=verbose,
             allow_stand_ins=allow_stand_ins,
