@@ -374,7 +374,8 @@ def test_tags_json_is_one_object_with_the_documented_keys():
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"version", "tags", "labels", "annotations"}
+    assert set(data) == {"version", "tags", "labels", "annotations", "note", "warnings"}
+    assert data["note"] == "" and data["warnings"] == []
     assert data["tags"] == ["127.0.0.1:5000/monorepo:abc"]
     assert data["version"] == "abc"
     assert data["labels"]["org.opencontainers.image.version"] == "abc"

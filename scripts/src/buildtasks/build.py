@@ -362,6 +362,10 @@ def build_image(
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
     with timing.step(steps, "tags and labels"):
+        # `-b APP_VERSION=x` is the version the image says it is: its label and annotation
+        # agree (an explicit --label still wins; the tags follow the rules).
+        given = parse_build_args(options.build_args).get("APP_VERSION")
+        version = (f"org.opencontainers.image.version={given}",) if given is not None else ()
         meta = image_metadata(
             config,
             image,
@@ -369,8 +373,8 @@ def build_image(
             env=env,
             cwd=config.root,
             now=now,
-            labels=options.labels,
-            annotations=options.annotations,
+            labels=(*version, *options.labels),
+            annotations=(*version, *options.annotations),
         )
     tags = explicit_tags(names, options.tags) if options.tags else meta.tags
     if not tags:

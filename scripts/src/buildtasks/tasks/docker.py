@@ -142,7 +142,7 @@ def build(
         "name": "Image name to tag (repeatable; metadata-action's `images`), e.g. ghcr.io/acme/app",
         "rule": "One metadata-action `tags` line, e.g. 'type=semver,pattern={{version}}' (repeatable)",
         "flavor": "One metadata-action `flavor` line, e.g. 'latest=false' (repeatable)",
-        "json": "Print one JSON object: version, tags, labels, annotations",
+        "json": "Print one JSON object: version, tags, labels, annotations, note, warnings",
     },
 )
 @errors_to_exit
@@ -190,6 +190,10 @@ def tags(
                 "tags": list(meta.tags),
                 "labels": dict(meta.labels),
                 "annotations": list(meta.annotations),
+                # What the plain output says too: why these tags (the local fallback), and
+                # what the rules warned about.
+                "note": meta.note,
+                "warnings": list(meta.warnings),
             }
             print(json_mod.dumps(payload, indent=2))
             continue

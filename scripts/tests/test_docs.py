@@ -1,0 +1,90 @@
+"""docs/tasks.md says what the tasks and sessions say about themselves, word for word:
+every task's option table is `invoke --help TASK`'s, every session summary `nox --list`'s."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from invoke.parser import ParserContext
+from support.lab import ROOT
+
+from buildtasks.tasks import namespace
+
+TASKS_DOC = (ROOT / "docs/tasks.md").read_text(encoding="utf-8")
+
+
+def _section(task: str) -> str:
+    match = re.search(rf"^### `{re.escape(task)}`\n(.*?)(?=^### |^## |\Z)", TASKS_DOC, re.S | re.M)
+    assert match, f"docs/tasks.md has no section for {task}"
+    return match.group(1)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.replace("(*repeatable*)", "(repeatable)").replace("\\|", "|").split())
+
+
+@pytest.mark.parametrize("task", sorted(namespace.task_names))
+def test_each_tasks_options_are_documented_as_invoke_prints_them(task):
+    context = ParserContext(name=task, args=namespace[task].get_arguments())
+    printed = sorted((f"`{flags}`", _normal(text)) for flags, text in context.help_tuples())
+    section = _section(task)
+    documented = sorted(
+        (cells[0].strip(), _normal(cells[1]))
+        for cells in (
+            line.strip().strip("|").split(" | ", 1)
+            for line in section.splitlines()
+            if line.startswith("| `")
+        )
+    )
+    assert documented == printed
+    if not printed:
+        assert "No options." in section
+
+
+def test_the_session_summaries_are_what_nox_list_prints():
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "--list", "--noxfile", str(ROOT / "noxfile.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sessions = [line for line in listed.splitlines() if re.match(r"^[*-] \w+ -> ", line)]
+    block = TASKS_DOC.split("Session summaries as `uv run nox --list` prints them:", 1)[1]
+    documented = block.split("```text\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert sessions and documented == sessions
+
+
+def test_every_task_has_a_section_and_every_section_a_task():
+    sections = set(re.findall(r"^### `([a-z]+\.[a-z_-]+)`", TASKS_DOC, re.M))
+    assert sections == set(namespace.task_names)
+
+
+def test_the_readme_commands_are_the_ones_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci/run").read_text(encoding="utf-8")
+    for command in ("uv run --locked invoke lab.up docker.build", "uv run --locked nox"):
+        assert f"{command} " in readme or f"{command}\n" in readme
+        assert re.search(rf"^{re.escape(command)}$", ci, re.M), command
+
+
+def test_the_selections_the_docs_show_select_tests():
+    """`-k EXPR` in the docs selects at least one test (a recipe that selects none fails)."""
+    texts = [TASKS_DOC, *(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))]
+    expressions = {
+        m.group(1)
+        for text in texts
+        for m in re.finditer(r"nox -s tests -- -k (\"[^\"]+\"|'[^']+'|[\w.]+)", text)
+        if "..." not in m.group(1)
+    }
+    assert expressions
+    for expression in sorted(expressions):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-k", expression.strip("\"'"),
+             str(ROOT / "scripts/tests")],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, f"-k {expression} selects no test: {result.stdout[-500:]}"
