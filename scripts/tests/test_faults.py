@@ -5,6 +5,7 @@ the reference and the fix, with its documented exit code."""
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import subprocess
 import sys
@@ -306,3 +307,45 @@ def test_a_push_cut_short_leaves_no_tag_and_a_rerun_finishes_it(lab, tmp_path, f
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+def test_a_full_disk_during_a_build_names_the_disk_and_the_cache_to_prune(tmp_path):
+    """BuildKit's `no space left on device` (read back from the builder's history) becomes
+    one line naming the fix and the cache directory, exit 6."""
+    import io
+    from datetime import UTC, datetime
+
+    from buildtasks.build import run_build
+    from buildtasks.builders import DEFAULT
+    from buildtasks.command import Command
+    from buildtasks.config import parse
+    from buildtasks.errors import CommandFailed, FilesystemError
+    from buildtasks.runner import Runner
+
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+    class FullDisk(Runner):
+        def run(self, command, **_kw):
+            raise CommandFailed(command.argv, 1, "the build log above says why")
+
+        def output(self, command, **_kw):
+            if "ls" in command.argv:
+                return f'{{"created_at":"{now}","name":"x/app (runtime)","ref":"d/d/r1"}}'
+            message = "failed to copy files: write /var/lib/buildkit/x: no space left on device"
+            return json.dumps({"Error": {"Message": message}})
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/Dockerfile").write_text("FROM scratch\n")
+    config = parse(
+        {"images": {"app": {"repository": "app", "dockerfile": "app/Dockerfile"}}},
+        tmp_path,
+        {},
+    )
+    runner = FullDisk(out=io.StringIO())
+    command = Command(("docker", "buildx", "build", "."))
+    with pytest.raises(FilesystemError) as err:
+        run_build(config, config.image("app"), command, runner, DEFAULT)
+    message = str(err.value)
+    assert err.value.exit_code == 6 and "\n" not in message and len(message) < 300
+    assert "no space left on device: the disk is full (df -h)" in message
+    assert f"the local build cache under {config.cache_dir}" in message

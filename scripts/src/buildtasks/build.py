@@ -26,7 +26,13 @@ from buildtasks.builders import BuilderSpec
 from buildtasks.command import Command
 from buildtasks.config import Config, ImageSpec, key_values, parse_platforms
 from buildtasks.engine import start_hint
-from buildtasks.errors import BuildtasksError, CommandFailed, ConfigError, EngineUnavailable
+from buildtasks.errors import (
+    BuildtasksError,
+    CommandFailed,
+    ConfigError,
+    EngineUnavailable,
+    FilesystemError,
+)
 from buildtasks.push import DRY_DIGEST, repositories
 from buildtasks.refs import by_digest
 from buildtasks.runner import Result, Runner
@@ -557,6 +563,11 @@ def run_build(
         reason = _failure_reason(config, image, runner, on, started)
         if not reason:
             raise
+        if "no space left on device" in reason.lower():
+            raise FilesystemError(
+                f"{image.key}: {reason}: the disk is full (df -h): free space, e.g. "
+                f"`docker builder prune` and the local build cache under {config.cache_dir}"
+            ) from None
         raise BuildtasksError(
             f"{image.key}: {reason} (the build log above shows its output)",
             exit_code=exc.exit_code,
