@@ -17,10 +17,10 @@ from buildtasks.build import (
     image_names,
     no_cache_args,
     parse_build_args,
-    prune_cache,
     require_platforms,
     require_stand_ins,
 )
+from buildtasks.caches import prune_cache
 from buildtasks.errors import ConfigError, EngineUnavailable
 from buildtasks.tagging import image_metadata
 

@@ -315,12 +315,12 @@ def test_a_full_disk_during_a_build_names_the_disk_and_the_cache_to_prune(tmp_pa
     import io
     from datetime import UTC, datetime
 
-    from buildtasks.build import run_build
     from buildtasks.builders import DEFAULT
     from buildtasks.command import Command
     from buildtasks.config import parse
     from buildtasks.errors import CommandFailed, FilesystemError
     from buildtasks.runner import Runner
+    from buildtasks.solve import run_build
 
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
 

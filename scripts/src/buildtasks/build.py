@@ -7,7 +7,6 @@ provides (stand-in bases, the proxy CA) it reads from the lab's state file (`lab
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tarfile
@@ -15,8 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from buildtasks import buildx, caches, labstate, locks, record, timing
@@ -31,11 +30,11 @@ from buildtasks.errors import (
     CommandFailed,
     ConfigError,
     EngineUnavailable,
-    FilesystemError,
 )
 from buildtasks.push import DRY_DIGEST, repositories
 from buildtasks.refs import by_digest
 from buildtasks.runner import Result, Runner
+from buildtasks.solve import run_build
 from buildtasks.tools import install_line
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -284,44 +283,6 @@ def build_cache(
     return spec
 
 
-def prune_cache(directory: Path) -> int:
-    """Delete blobs no cache manifest references any more; return how many were removed.
-
-    BuildKit's `type=local` export adds blobs but never removes superseded ones, so a cache
-    exported in place grows with every changed layer. Exporting in place and pruning keeps
-    the export fast (unchanged blobs are not rewritten) and the directory bounded.
-    """
-    index = directory / "index.json"
-    blobs = directory / "blobs" / "sha256"
-    if not index.is_file() or not blobs.is_dir():
-        return 0
-    keep: set[str] = set()
-    pending = [d["digest"] for d in json.loads(index.read_text()).get("manifests", [])]
-    while pending:
-        digest = pending.pop()
-        if digest in keep:
-            continue
-        keep.add(digest)
-        blob = blobs / digest.removeprefix("sha256:")
-        if not blob.is_file() or blob.stat().st_size > 4_000_000:
-            continue
-        try:
-            doc = json.loads(blob.read_bytes())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if isinstance(doc, dict):
-            refs = [*doc.get("manifests", []), *doc.get("layers", [])]
-            if isinstance(doc.get("config"), dict):
-                refs.append(doc["config"])
-            pending += [r["digest"] for r in refs if isinstance(r, dict) and "digest" in r]
-    removed = 0
-    for blob in blobs.iterdir():
-        if f"sha256:{blob.name}" not in keep:
-            blob.unlink()
-            removed += 1
-    return removed
-
-
 def load_layout(layout: Path, digest: str, tags: Sequence[str], runner: Runner) -> None:
     """Put the OCI layout a build exported into the engine, unless it already holds `digest`.
 
@@ -329,7 +290,7 @@ def load_layout(layout: Path, digest: str, tags: Sequence[str], runner: Runner) 
     at it again and nothing is loaded. Otherwise the layout is loaded as an archive. Blobs of
     older builds are pruned from the layout first, so it stays the size of one image.
     """
-    prune_cache(layout)
+    caches.prune_cache(layout)
     if runner.run(
         buildx.image_inspect(digest, "{{.Id}}"), capture=True, check=False, quiet=True
     ).ok:
@@ -361,6 +322,55 @@ def build_image(
 
     `runner` must already reach `on`'s engine (`Runner.derive(env=on.env)`).
     """
+    planned = plan_build(
+        config, image, options, runner, env=env, now=now, lab_state=lab_state, on=on
+    )
+    with ExitStack() as guards:
+        hold(planned, runner, guards)
+        with timing.step(planned.steps, "buildx build"):
+            command = buildx.buildx_build(image, planned.request, root=config.root)
+            run_build(config, image, command, runner, on)
+        return finish_build(config, planned, runner)
+
+
+@dataclass
+class PlannedBuild:
+    """One image's build, planned: the buildx request and what the steps after it need."""
+
+    image: ImageSpec
+    options: BuildOptions
+    on: BuilderSpec
+    request: buildx.BuildRequest
+    builder: buildx.Builder
+    #: The build record (buildx's metadata file).
+    out: Path
+    #: The OCI layout buildx exports to when the engine loads from one (None: it loads itself).
+    layout: Path | None
+    tags: tuple[str, ...]
+    local_tags: tuple[str, ...]
+    platforms: tuple[str, ...]
+    repos: tuple[str, ...]
+    push: bool
+    load: bool
+    stand_ins: tuple[str, ...]
+    revision: str
+    version: str
+    labels: Mapping[str, str]
+    steps: timing.Steps = field(default_factory=list)
+
+
+def plan_build(
+    config: Config,
+    image: ImageSpec,
+    options: BuildOptions,
+    runner: Runner,
+    *,
+    env: Mapping[str, str],
+    now: datetime,
+    lab_state: labstate.State | None = None,
+    on: BuilderSpec = DEFAULT_BUILDER,
+) -> PlannedBuild:
+    """Everything before `docker buildx build`: tags, labels, checks, cache and the request."""
     from buildtasks.tagging import image_metadata
 
     steps: timing.Steps = []
@@ -482,115 +492,104 @@ def build_image(
         ssh=options.ssh,
         provenance=provenance,
     )
-    with ExitStack() as guards:
-        # One build of this image (and platforms) at a time in this checkout: its record and
-        # the names it loads; one build at a time on a local cache directory.
-        guards.enter_context(locks.held(out, f"another build of {image.key} here", runner))
-        if not runner.dry:
-            out.unlink(missing_ok=True)
-        if cache and cache.local_dir:
-            guards.enter_context(
-                locks.held(Path(cache.local_dir), "another build using its cache", runner)
-            )
-        with timing.step(steps, "buildx build"):
-            run_build(
-                config, image, buildx.buildx_build(image, request, root=config.root), runner, on
-            )
-        if runner.dry:
-            digest = DRY_DIGEST
-            if layout:
-                runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
-        else:
-            if cache and cache.local_dir:
-                with timing.step(steps, "cache prune"):
-                    prune_cache(Path(cache.local_dir))
-            digest = record.read_metadata(out).digest
-            if layout:
-                with timing.step(steps, "load"):
-                    load_layout(layout, digest, local_tags, runner)
-            record.add_facts(
-                out,
-                tags=tags,
-                platforms=platforms,
-                pushed=False,
-                stand_ins=stand_ins,
-                store=builder.store,
-                revision=meta.revision,
-                version=meta.version,
-                labels=dict(meta.labels),
-            )
-        outcome = BuildOutcome(
-            image, digest, tags, out, platforms, push, load, stand_ins, timings=tuple(steps)
+    return PlannedBuild(
+        image=image,
+        options=options,
+        on=on,
+        request=request,
+        builder=builder,
+        out=out,
+        layout=layout,
+        tags=tags,
+        local_tags=local_tags,
+        platforms=platforms,
+        repos=repos,
+        push=push,
+        load=load,
+        stand_ins=stand_ins,
+        revision=meta.revision,
+        version=meta.version,
+        labels=dict(meta.labels),
+        steps=steps,
+    )
+
+
+def hold(planned: PlannedBuild, runner: Runner, guards: ExitStack) -> None:
+    """Take what the build must not share, for the rest of `guards`: one build of this image
+    (and platforms) at a time in this checkout (its record and the names it loads), one build
+    at a time on a local cache directory."""
+    image, out, cache = planned.image, planned.out, planned.request.cache
+    guards.enter_context(locks.held(out, f"another build of {image.key} here", runner))
+    if not runner.dry:
+        out.unlink(missing_ok=True)
+    if cache and cache.local_dir:
+        guards.enter_context(
+            locks.held(Path(cache.local_dir), "another build using its cache", runner)
         )
-        if push:
-            outcome = publish_build(
-                config,
-                outcome,
-                runner,
-                tag=not options.push_by_digest,
-                pushed_by_builder=builder.pushes_itself,
-            )
-        if not runner.dry:
-            record.add_facts(out, timings=timing.as_record(outcome.timings))
-    if options.push_by_digest and not runner.dry:
+
+
+def finish_build(config: Config, planned: PlannedBuild, runner: Runner) -> BuildOutcome:
+    """Everything after `docker buildx build`: cache prune, load, record, push and tags."""
+    image, out, steps = planned.image, planned.out, planned.steps
+    cache, layout = planned.request.cache, planned.layout
+    if runner.dry:
+        digest = DRY_DIGEST
+        if layout:
+            runner.run(buildx.image_load(str(layout.parent / "image.oci.tar")))
+    else:
+        if cache and cache.local_dir:
+            with timing.step(steps, "cache prune"):
+                caches.prune_cache(Path(cache.local_dir))
+        digest = record.read_metadata(out).digest
+        if layout:
+            with timing.step(steps, "load"):
+                load_layout(layout, digest, planned.local_tags, runner)
+        record.add_facts(
+            out,
+            tags=planned.tags,
+            platforms=planned.platforms,
+            pushed=False,
+            stand_ins=planned.stand_ins,
+            store=planned.builder.store,
+            revision=planned.revision,
+            version=planned.version,
+            labels=dict(planned.labels),
+        )
+    outcome = BuildOutcome(
+        image,
+        digest,
+        planned.tags,
+        out,
+        planned.platforms,
+        planned.push,
+        planned.load,
+        planned.stand_ins,
+        timings=tuple(steps),
+    )
+    if planned.push:
+        outcome = publish_build(
+            config,
+            outcome,
+            runner,
+            tag=not planned.options.push_by_digest,
+            pushed_by_builder=planned.builder.pushes_itself,
+        )
+    if not runner.dry:
+        record.add_facts(out, timings=timing.as_record(outcome.timings))
+    if planned.options.push_by_digest and not runner.dry:
         record.write_platform_digest(
             config,
             image,
-            platforms,
+            planned.platforms,
             {
                 "digest": outcome.registry_digest,
-                "repositories": list(repos),
-                "tags": list(tags),
-                "revision": meta.revision,
-                "stand_ins": list(stand_ins),
+                "repositories": list(planned.repos),
+                "tags": list(planned.tags),
+                "revision": planned.revision,
+                "stand_ins": list(planned.stand_ins),
             },
         )
     return outcome
-
-
-def run_build(
-    config: Config, image: ImageSpec, command: Command, runner: Runner, on: BuilderSpec
-) -> None:
-    """Run a `docker buildx build`; when it fails, say which step failed and how.
-
-    The build's output went to the terminal as it ran; the reason is read back from the
-    builder's history (`step "RUN …" failed with exit code N`, or BuildKit's error).
-    """
-    started = datetime.now(UTC) - timedelta(seconds=2)  # the daemon's clock may lag a little
-    try:
-        runner.run(command)
-    except CommandFailed as exc:
-        reason = _failure_reason(config, image, runner, on, started)
-        if not reason:
-            raise
-        if "no space left on device" in reason.lower():
-            raise FilesystemError(
-                f"{image.key}: {reason}: the disk is full (df -h): free space, e.g. "
-                f"`docker builder prune` and the local build cache under {config.cache_dir}"
-            ) from None
-        raise BuildtasksError(
-            f"{image.key}: {reason} (the build log above shows its output)",
-            exit_code=exc.exit_code,
-        ) from None
-
-
-def _failure_reason(
-    config: Config, image: ImageSpec, runner: Runner, on: BuilderSpec, started: datetime
-) -> str:
-    """Why the build of `image` that started at `started` failed, from the builder's history."""
-    try:
-        listing = runner.output(buildx.failed_builds(on.buildx_name), timeout=30)
-        hint = config.dockerfile_path(image).parent.relative_to(config.root).as_posix()
-        ref = buildx.pick_failed_build(listing, since=started, name_hint=hint)
-        if not ref:
-            return ""
-        detail = json.loads(runner.output(buildx.build_record(ref, on.buildx_name), timeout=30))
-    except (CommandFailed, ValueError):
-        return ""
-    message = str(
-        ((detail.get("Error") or {}) if isinstance(detail, dict) else {}).get("Message", "")
-    )
-    return buildx.failure_reason(message) if message else ""
 
 
 def publish_build(

@@ -1,4 +1,5 @@
-"""Which build cache a build reads and writes: local, registry, gha or none (pure).
+"""Which build cache a build reads and writes: local, registry, gha or none (pure), and
+keeping a local cache directory to the size of what its index references (`prune_cache`).
 
 * `local`: `~/.cache/buildx/<image>` on this machine (the default where the builder can
   export a cache); fast, but it stays on this machine.
@@ -17,8 +18,10 @@ registry cache; for the rest the build says so in one line and goes on without.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from buildtasks.errors import ConfigError
 
@@ -124,3 +127,41 @@ def choose(
         )
     sources = (f"type=local,src={local_dir}",) if local_present else ()
     return CacheSpec("local", sources, f"type=local,dest={local_dir},mode=max", local_dir), ""
+
+
+def prune_cache(directory: Path) -> int:
+    """Delete blobs no cache manifest references any more; return how many were removed.
+
+    BuildKit's `type=local` export adds blobs but never removes superseded ones, so a cache
+    exported in place grows with every changed layer. Exporting in place and pruning keeps
+    the export fast (unchanged blobs are not rewritten) and the directory bounded.
+    """
+    index = directory / "index.json"
+    blobs = directory / "blobs" / "sha256"
+    if not index.is_file() or not blobs.is_dir():
+        return 0
+    keep: set[str] = set()
+    pending = [d["digest"] for d in json.loads(index.read_text()).get("manifests", [])]
+    while pending:
+        digest = pending.pop()
+        if digest in keep:
+            continue
+        keep.add(digest)
+        blob = blobs / digest.removeprefix("sha256:")
+        if not blob.is_file() or blob.stat().st_size > 4_000_000:
+            continue
+        try:
+            doc = json.loads(blob.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict):
+            refs = [*doc.get("manifests", []), *doc.get("layers", [])]
+            if isinstance(doc.get("config"), dict):
+                refs.append(doc["config"])
+            pending += [r["digest"] for r in refs if isinstance(r, dict) and "digest" in r]
+    removed = 0
+    for blob in blobs.iterdir():
+        if f"sha256:{blob.name}" not in keep:
+            blob.unlink()
+            removed += 1
+    return removed
