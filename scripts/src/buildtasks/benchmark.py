@@ -324,3 +324,106 @@ def write_table(doc: Path, text: str) -> None:
     content = doc.read_text(encoding="utf-8")
     start, end = content.index(BEGIN) + len(BEGIN), content.index(END)
     doc.write_text(f"{content[:start]}\n{text}\n{content[end:]}", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- many images
+
+#: A generated monorepo's images: one shared base and dependency stage, then a small stage
+#: of each image's own. The dependency stage byte-compiles the standard library: a few
+#: seconds of real work every image needs.
+SCALE_DOCKERFILE = """\
+FROM python:3.11-slim AS deps
+RUN python -m compileall -q -j 0 /usr/local/lib/python3.11 && echo deps > /deps.txt
+
+FROM deps AS app
+ARG APP_ID=0
+RUN python -c "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())" \
+    "$APP_ID" > /app.txt
+"""
+
+
+def scale_project(directory: Path, count: int) -> Path:
+    """A git checkout of `count` images sharing a base and a dependency stage."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Dockerfile").write_text(SCALE_DOCKERFILE, encoding="utf-8")
+    lines = []
+    for index in range(1, count + 1):
+        lines += [
+            f"[tool.buildtasks.images.app{index:02d}]",
+            f'repository = "scale/app{index:02d}"',
+            'dockerfile = "Dockerfile"',
+            'target = "app"',
+            f'build-args = {{ APP_ID = "{index}" }}',
+            "",
+        ]
+    (directory / "pyproject.toml").write_text("\n".join(lines), encoding="utf-8")
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "scale"]):
+        subprocess.run(
+            ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench", *argv],
+            cwd=directory,
+            check=True,
+            capture_output=True,
+        )
+    return directory
+
+
+def _invoke_in(root: Path, project: Path, env: Mapping[str, str], *args: str) -> tuple[float, int]:
+    """Run `invoke ARGS` in `project` with the tooling of `root`: (seconds, peak RSS in MB)."""
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(root), *args]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        argv, cwd=project, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    error = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"invoke {' '.join(args)} failed: {error.decode()[-2000:]}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def measure_scale(
+    root: Path,
+    scratch: Path,
+    *,
+    env: Mapping[str, str],
+    counts: Sequence[int] = (1, 5, 20),
+) -> list[Figure]:
+    """Many images: sequential (`--jobs 1`) against one bake, every cache off, for the
+    project's two images and a generated monorepo of up to 20; planning per image; the
+    task's peak memory. `env` sets the platforms (this machine's)."""
+    env = {
+        **env,
+        "BUILDTASKS_ARTIFACTS_DIR": str(scratch / "artifacts"),
+        "GITHUB_ACTIONS": "",
+    }
+    figures = []
+    sequential, _ = _invoke_in(root, root, env, "docker.build", "--no-cache", "--jobs", "1")
+    together, _ = _invoke_in(root, root, env, "docker.build", "--no-cache")
+    figures += [
+        Figure("both images, cold: one after the other (`--jobs 1`)", sequential, "s"),
+        Figure("both images, cold: one bake", together, "s"),
+        Figure("both images, cold: one bake ÷ one after the other", together / sequential,
+               "x", "≤ 0.75x"),
+    ]  # fmt: skip
+    for count in counts:
+        project = scale_project(scratch / f"scale-{count}", count)
+        baked, memory = _invoke_in(root, project, env, "docker.build", "--no-cache")
+        figures.append(Figure(f"{count} generated images, cold: one bake", baked, "s"))
+        figures.append(Figure(f"{count} generated images: the task's peak memory", memory, "MB"))
+        if count == max(counts):
+            alone, _ = _invoke_in(root, project, env, "docker.build", "--no-cache", "--jobs", "1")
+            figures += [
+                Figure(f"{count} generated images, cold: one after the other", alone, "s"),
+                Figure(f"{count} generated images: one bake ÷ one after the other",
+                       baked / alone, "x", "≤ 0.5x"),
+            ]  # fmt: skip
+            dry, _ = _invoke_in(root, project, env, "--dry", "docker.build")
+            one, _ = _invoke_in(root, project, env, "--dry", "docker.build", "--image", "app01")
+            figures.append(
+                Figure(f"planning, per image ({count} images, `--dry`)",
+                       (dry - one) / (count - 1) * 1000, "ms", "≤ 10 ms")
+            )  # fmt: skip
+    return figures

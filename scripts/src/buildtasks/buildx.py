@@ -228,9 +228,17 @@ def build_record(ref: str, builder: str = "") -> Command:
     return Command((*argv, *(["--builder", builder] if builder else [])))
 
 
-def pick_failed_build(listing: str, *, since: datetime, name_hint: str) -> str:
+def pick_failed_build(
+    listing: str,
+    *,
+    since: datetime,
+    name_hint: str,
+    names: Sequence[str] = (),
+    strict: bool = False,
+) -> str:
     """The ref of the failed build this task started: the newest one created since `since`,
-    preferring those whose name holds `name_hint` (the Dockerfile's directory); '' if none."""
+    preferring those whose name holds `name_hint` (the Dockerfile's directory) or is one of
+    `names` (a bake target); with `strict`, only those. '' if none."""
     candidates = []
     for line in listing.splitlines():
         try:
@@ -238,8 +246,10 @@ def pick_failed_build(listing: str, *, since: datetime, name_hint: str) -> str:
             created = datetime.fromisoformat(str(entry["created_at"]).replace("Z", "+00:00"))
         except (ValueError, KeyError, TypeError):
             continue
-        if created >= since:
-            candidates.append((name_hint in str(entry.get("name", "")), created, entry["ref"]))
+        name = str(entry.get("name", ""))
+        ours = name_hint in name or name in names
+        if created >= since and (ours or not strict):
+            candidates.append((ours, created, entry["ref"]))
     return str(max(candidates)[2]) if candidates else ""
 
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 from buildtasks.command import Command
 from buildtasks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from buildtasks.config import Config
 
 _GLOB = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
 
@@ -95,3 +99,22 @@ def changed_files_commands(since: str) -> tuple[Command, ...]:
         Command(("git", "diff", "--name-only", "--no-renames", "HEAD")),
         Command(("git", "ls-files", "--others", "--exclude-standard")),
     )
+
+
+def affected_since(config: Config, since: str) -> dict[str, list[str]]:
+    """Image key → the files changed since `since` that select it (git, read-only: it runs
+    under --dry too)."""
+    from dataclasses import replace
+
+    from buildtasks.runner import Runner
+
+    runner = Runner(echo=False)
+    check = ref_check_command(since)
+    if not runner.run(replace(check, cwd=str(config.root)), capture=True, check=False).ok:
+        raise unknown_ref(since)
+    changed: dict[str, None] = {}
+    for command in changed_files_commands(since):
+        result = runner.run(replace(command, cwd=str(config.root)), capture=True, quiet=True)
+        changed.update(dict.fromkeys(line for line in result.stdout.splitlines() if line))
+    patterns = {spec.key: config.image_paths(spec) for spec in config.images.values()}
+    return affected(changed, patterns)

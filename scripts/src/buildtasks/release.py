@@ -117,10 +117,12 @@ def gates(
     env: Mapping[str, str],
     now: datetime,
     started: list[Stage] | None = None,
+    built: BuildOutcome | None = None,
 ) -> Stage:
     """Build once, then run the image tests, the scans and the SBOM against that digest.
 
-    The stage is appended to `started` as soon as it exists, so a failure later on can say
+    `built` is the image's build when the chain built every image at once (one bake). The
+    stage is appended to `started` as soon as it exists, so a failure later on can say
     what this image left behind.
     """
     stage = Stage(image, _placeholder(image))
@@ -142,6 +144,11 @@ def gates(
                 now=now,
             )
         stage.steps.append(f"merged {', '.join(outcome.platforms)} into {outcome.ref}")
+    elif built is not None:
+        outcome = built
+        bake_time = sum(t for n, t in built.timings if n.startswith("buildx bake"))
+        stage.timings.append(("build (one bake, every image)", bake_time))
+        stage.steps.append(f"built {outcome.digest} (one bake with the other images)")
     else:
         with _step(stage, stage.image, runner, "build"):
             outcome = build_image(
@@ -359,9 +366,25 @@ def release(
         refs = [r for image in images for r in _target_refs(config, image, options.build)]
         require_ready((registry_of(r) for r in refs), env=env)
     stages: list[Stage] = []
+    prebuilt: dict[str, BuildOutcome] = {}
+    if len(images) > 1 and not options.from_dir:
+        # Every image in one BuildKit solve, then each image's gates as before.
+        from buildtasks.bake import build_all
+
+        outcomes = build_all(config, images, _load_only(options.build), runner, env=env, now=now)
+        prebuilt = {outcome.image.key: outcome for outcome in outcomes}
     for image in images:
         try:
-            gates(config, image, runner, options, env=env, now=now, started=stages)
+            gates(
+                config,
+                image,
+                runner,
+                options,
+                env=env,
+                now=now,
+                started=stages,
+                built=prebuilt.get(image.key),
+            )
         except GateFailed as exc:
             pushed = [s.build.ref for s in stages if s.build.pushed]
             left = (

@@ -96,15 +96,24 @@ def image_tests(session) -> None:
         runner = Runner()
         preflight(runner)
         now = datetime.now(UTC)
-        # Each suite also sees the images built before it (BUILDTASKS_IMAGE_<KEY>), so the
-        # web image is tested against a real gateway container.
-        built: dict[str, str] = {}
+        # Each suite also sees the other images (BUILDTASKS_IMAGE_<KEY>), so the web image
+        # is tested against a real gateway container.
+        tested = [image for image in config.images.values() if image.tests]
         for image in config.images.values():
             if not image.tests:
                 session.log(f"{image.key}: no image tests configured")
-                continue
-            outcome = build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
-            built[imagetests.image_env(image.key)] = outcome.digest
+        # Every tested image in one BuildKit solve (one alone: its own build), then the tests.
+        if len(tested) > 1:
+            from buildtasks.bake import build_all
+
+            outcomes = build_all(config, tested, BuildOptions(), runner, env=os.environ, now=now)
+        else:
+            outcomes = [
+                build_image(config, image, BuildOptions(), runner, env=os.environ, now=now)
+                for image in tested
+            ]
+        built = {imagetests.image_env(o.image.key): o.digest for o in outcomes}
+        for image, outcome in zip(tested, outcomes, strict=True):
             session.log(f"{image.key}: testing {outcome.digest}")
             plan = imagetests.image_tests(image, outcome.digest, root=config.root)
             pytest(session, *plan.args, *session.posargs, env={**built, **plan.env})
@@ -143,6 +152,10 @@ def benchmark(session) -> None:
             runs=runs,
             env={**env, **release_env, "BUILDTASKS_ARTIFACTS_DIR": scratch},
             args=release_args,
+        )
+        session.log("many images: one bake against one after the other, 1 to 20 images")
+        figures += bench.measure_scale(
+            config.root, Path(scratch), env={"BUILDTASKS_PLATFORMS": env["BUILDTASKS_PLATFORMS"]}
         )
         second = labstate.read().engines.get("classic")
         if second:

@@ -9,6 +9,7 @@ so the last line names the step (`step "RUN …" failed with exit code 3`) inste
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from buildtasks import buildx
@@ -34,25 +35,80 @@ def run_build(
         reason = _failure_reason(config, image, runner, on, started)
         if not reason:
             raise
-        if "no space left on device" in reason.lower():
-            raise FilesystemError(
-                f"{image.key}: {reason}: the disk is full (df -h): free space, e.g. "
-                f"`docker builder prune` and the local build cache under {config.cache_dir}"
+        raise _explained(config, image, reason, exc) from None
+
+
+def run_bake(
+    config: Config,
+    images: Sequence[ImageSpec],
+    command: Command,
+    runner: Runner,
+    on: BuilderSpec,
+) -> None:
+    """Run a `docker buildx bake` of `images`; when it fails, name the target that failed
+    and its step (the first one found in the builder's history, counting the others)."""
+    started = datetime.now(UTC) - timedelta(seconds=2)
+    try:
+        runner.run(command)
+    except CommandFailed as exc:
+        failed = [
+            (image, reason)
+            for image in images
+            if (reason := _failure_reason(config, image, runner, on, started, strict=True))
+        ]
+        if not failed:
+            keys = ", ".join(image.key for image in images)
+            raise BuildtasksError(
+                f"docker buildx bake of {keys} failed with exit code {exc.returncode} "
+                "(the build log above says why); nothing was recorded",
+                exit_code=exc.exit_code,
             ) from None
-        raise BuildtasksError(
-            f"{image.key}: {reason} (the build log above shows its output)",
-            exit_code=exc.exit_code,
+        # Bake cancels the other targets when one fails (their errors then read "canceled"
+        # or a broken export): a failed step is the cause and goes first.
+        failed.sort(key=lambda item: (not item[1].startswith('step "'), "cancel" in item[1]))
+        image, reason = failed[0]
+        error = _explained(config, image, reason, exc)
+        # The targets bake stopped because of this one are no failures of their own.
+        others = sum(1 for _, r in failed[1:] if r.startswith('step "'))
+        more = f" (and {others} more)" if others else ""
+        raise type(error)(
+            f"{error}{more}; nothing was recorded", exit_code=error.exit_code
         ) from None
 
 
+def _explained(
+    config: Config, image: ImageSpec, reason: str, exc: CommandFailed
+) -> BuildtasksError:
+    if "no space left on device" in reason.lower():
+        return FilesystemError(
+            f"{image.key}: {reason}: the disk is full (df -h): free space, e.g. "
+            f"`docker builder prune` and the local build cache under {config.cache_dir}"
+        )
+    return BuildtasksError(
+        f"{image.key}: {reason} (the build log above shows its output)",
+        exit_code=exc.exit_code,
+    )
+
+
 def _failure_reason(
-    config: Config, image: ImageSpec, runner: Runner, on: BuilderSpec, started: datetime
+    config: Config,
+    image: ImageSpec,
+    runner: Runner,
+    on: BuilderSpec,
+    started: datetime,
+    *,
+    strict: bool = False,
 ) -> str:
-    """Why the build of `image` that started at `started` failed, from the builder's history."""
+    """Why the build of `image` that started at `started` failed, from the builder's history.
+
+    `strict` (a bake of several images): only a failed build whose name is this image's.
+    """
     try:
         listing = runner.output(buildx.failed_builds(on.buildx_name), timeout=30)
         hint = config.dockerfile_path(image).parent.relative_to(config.root).as_posix()
-        ref = buildx.pick_failed_build(listing, since=started, name_hint=hint)
+        ref = buildx.pick_failed_build(
+            listing, since=started, name_hint=hint, names=(image.key,), strict=strict
+        )
         if not ref:
             return ""
         detail = json.loads(runner.output(buildx.build_record(ref, on.buildx_name), timeout=30))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from invoke import task
 from invoke.context import Context
@@ -22,6 +23,10 @@ from buildtasks.tasks.adapter import Task, errors_to_exit, load_config, many, ru
         "RUN --mount=type=ssh uses it)",
         "builder": "Build every platform on this builder: a buildx builder's name, "
         "context:NAME or an engine endpoint (default: [tool.buildtasks.builders])",
+        "jobs": "Several images: at most this many in one bake, at the same time (default 0: "
+        "all in one; 1: one after the other)",
+        "changed-since": "Build only the images a change since this branch, tag or commit "
+        "touches (as docker.affected)",
         "image": "Configured image to build (default: every image in [tool.buildtasks.images])",
         "name": "Override the full image name, e.g. ghcr.io/acme/app (repeatable: one build "
         "pushed to several registries)",
@@ -67,18 +72,24 @@ def build(
     secret: list[str] | None = None,
     ssh: list[str] | None = None,
     builder: str = "",
+    jobs: int = 0,
+    changed_since: str = "",
 ) -> None:
     """Build images with docker buildx; print each image's digest."""
     from buildtasks import timing
     from buildtasks.build import BuildOptions, check_options, preflight
     from buildtasks.caches import check_kind
-    from buildtasks.fanout import build_spread, check_spread, groups_for
+    from buildtasks.fanout import check_spread, groups_for
     from buildtasks.imagetests import image_test_command
     from buildtasks.push import repositories
 
     config = load_config(c)
     runner = runner_for(c)
     images = config.select(image)
+    if changed_since:
+        images = _changed(config, images, changed_since, runner)
+        if not images:
+            return
     options = BuildOptions(
         name=",".join(many(name)),
         tags=tuple(tag or ()),
@@ -104,8 +115,7 @@ def build(
     preflight(runner)
     now = datetime.now(UTC)
     outputs: dict[str, str] = {}
-    for spec in images:
-        outcome = build_spread(config, spec, options, runner, env=os.environ, now=now)
+    for spec, outcome in _build_images(config, images, options, runner, now, jobs):
         if not runner.dry and os.environ.get("GITHUB_OUTPUT"):
             from buildtasks import ci
             from buildtasks.record import read_raw
@@ -131,6 +141,100 @@ def build(
 
         append_text(path, ci.output_lines(outputs))
         runner.say(f"outputs written to $GITHUB_OUTPUT: {', '.join(outputs)}")
+
+
+def _build_images(config, images, options, runner, now, jobs):
+    """(image, outcome) for each image: one bake when several images build on one builder,
+    otherwise each build as it is (a spread build, a single image)."""
+    from buildtasks.bake import build_all
+    from buildtasks.fanout import build_spread, groups_for
+
+    groups = [groups_for(config, spec, options) for spec in images]
+    builders = {spec for group in groups for spec, _ in group}
+    if len(images) > 1 and all(len(g) == 1 for g in groups) and len(builders) == 1:
+        (on,) = builders
+        sub = runner.derive(env=on.env)
+        outcomes = build_all(
+            config, images, options, sub, env=os.environ, now=now, jobs=jobs, on=on
+        )
+        yield from zip(images, outcomes, strict=True)
+        return
+    for spec in images:
+        yield spec, build_spread(config, spec, options, runner, env=os.environ, now=now)
+
+
+def _changed(config, images, since, runner):
+    """The images of `images` a change since `since` touches (saying which are skipped)."""
+    from buildtasks.paths import affected_since
+
+    selected = set(affected_since(config, since))
+    kept = [spec for spec in images if spec.key in selected]
+    skipped = [spec.key for spec in images if spec.key not in selected]
+    if skipped:
+        runner.say(f"note: unchanged since {since}, not built: {', '.join(skipped)}")
+    if not kept:
+        runner.say(f"nothing to build: no image is affected by the changes since {since}")
+    return kept
+
+
+@task(
+    iterable=["tag", "build_arg"],
+    help={
+        "image": "Configured image (default: every image in [tool.buildtasks.images])",
+        "file": "Write the bake file here instead of printing it",
+        "platform": "Target platforms, e.g. linux/amd64,linux/arm64",
+        "tag": "Tag to apply (repeatable); default: the configured metadata-action rules",
+        "build-arg": "Build argument KEY=VALUE (repeatable)",
+        "no-cache": "Every cache off, as docker.build --no-cache",
+    },
+)
+@errors_to_exit
+def bake(
+    c: Context,
+    image: str = "",
+    file: str = "",
+    platform: str = "",
+    tag: list[str] | None = None,
+    build_arg: list[str] | None = None,
+    no_cache: bool = False,
+) -> None:
+    """Print the bake file (JSON) docker.build runs for several images, to run bake yourself."""
+    import json as json_mod
+
+    from buildtasks.bake import definition, entitlements
+    from buildtasks.build import BuildOptions, check_options, plan_build, preflight
+
+    config = load_config(c)
+    runner = runner_for(c)
+    images = config.select(image)
+    options = BuildOptions(
+        tags=tuple(tag or ()),
+        build_args=tuple(build_arg or ()),
+        platforms=tuple(p for p in platform.split(",") if p) if platform else (),
+        no_cache=no_cache,
+    )
+    check_options(config, images, options)
+    preflight(runner)
+    now = datetime.now(UTC)
+    quiet = replace(runner, echo=False)
+    builds = [
+        (spec, plan_build(config, spec, options, quiet, env=os.environ, now=now).request)
+        for spec in images
+    ]
+    text = json_mod.dumps(definition(builds, root=config.root), indent=2) + "\n"
+    allow = " ".join(f"--allow {a}" for a in entitlements(builds, root=config.root))
+    if file:
+        from buildtasks.files import write_atomic
+
+        write_atomic(Path(file), text)
+        target = file
+    else:
+        print(text, end="")
+        target = "FILE"
+    runner.say(
+        f"run it from {config.root}: docker buildx bake --file {target} "
+        f"--metadata-file metadata.json {allow}".rstrip()
+    )
 
 
 @task(
@@ -378,21 +482,10 @@ def release(
 @errors_to_exit
 def affected(c: Context, since: str = "main", why: bool = False) -> None:
     """Print the images a change affects, one per line, by the [tool.buildtasks] paths rules."""
-    from buildtasks.paths import affected as affected_images
-    from buildtasks.paths import changed_files_commands, ref_check_command, unknown_ref
-    from buildtasks.runner import Runner
+    from buildtasks.paths import affected_since
 
     config = load_config(c)
-    runner = Runner(echo=False)  # read-only git queries: they run under --dry too
-    check = ref_check_command(since)
-    if not runner.run(replace(check, cwd=str(config.root)), capture=True, check=False).ok:
-        raise unknown_ref(since)
-    changed: dict[str, None] = {}
-    for command in changed_files_commands(since):
-        result = runner.run(replace(command, cwd=str(config.root)), capture=True, quiet=True)
-        changed.update(dict.fromkeys(line for line in result.stdout.splitlines() if line))
-    patterns = {spec.key: config.image_paths(spec) for spec in config.images.values()}
-    for key, files in affected_images(changed, patterns).items():
+    for key, files in affected_since(config, since).items():
         print(key)
         if why:
             shown = files[:5]
