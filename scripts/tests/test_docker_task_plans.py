@@ -90,29 +90,19 @@ def test_build_runs_one_buildx_build_then_pushes_by_digest_and_tags_in_the_regis
     assert out.startswith("backend: sha256:")
 
 
-def test_build_without_image_builds_every_image_in_config_order_then_tests_each(capsys):
+def test_build_without_image_bakes_every_image_at_once_then_tests_each_in_order(capsys):
     c = dry()
     with c.cd(ROOT):
         docker.build(c, tag=["t"], test=True)
-    argvs = commands(capsys.readouterr().err)
-    kinds = [
-        ("build", Path(option(a, "--file")[0]).parent.name) if "buildx" in a else ("test", a[3])
-        for a in argvs
-    ]
+    err = capsys.readouterr().err
+    argvs = commands(err)
     order = list(config_mod.load(ROOT).images)
-    assert kinds == [
-        step
-        for key in order
-        for step in (
-            ("build", key),
-            ("test", str(ROOT / config_mod.load(ROOT).image(key).tests)),
-        )
-    ]
-    assert all(
-        option(a, "--output") == ["type=docker,rewrite-timestamp=true"]
-        for a in argvs
-        if "buildx" in a
-    )
+    assert f"==> one bake, {len(order)} images at once: {', '.join(order)}" in err
+    assert argvs[0][:3] == ["docker", "buildx", "bake"]
+    assert Path(option(argvs[0], "--file")[0]).parts[-2:] == (".bake", "bake.json")
+    assert not any(a[:3] == ["docker", "buildx", "build"] for a in argvs)
+    tests = [a[3] for a in argvs if "pytest" in a]
+    assert tests == [str(ROOT / config_mod.load(ROOT).image(key).tests) for key in order]
 
 
 def test_a_name_for_several_images_is_refused_before_anything_runs(capsys):
