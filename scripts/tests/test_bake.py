@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.lab import ROOT, invoke
+from support.lab import ROOT, git_project, invoke
 
 pytestmark = pytest.mark.lab
 
@@ -72,22 +72,17 @@ def test_the_exported_bake_file_rebuilds_the_same_digests(lab, tmp_path):
 
 
 def test_a_failing_target_names_its_image_and_step_and_records_nothing(lab, tmp_path):
-    project = tmp_path / "project"
-    for app, run in (("good", "true"), ("bad", 'sh -c "exit 7"')):
-        (project / app).mkdir(parents=True)
-        (project / app / "Dockerfile").write_text(f"FROM python:3.11-slim\nRUN {run}\n")
-    (project / "pyproject.toml").write_text(
-        "[tool.buildtasks.images.good]\n"
-        'repository = "good"\ndockerfile = "good/Dockerfile"\n'
-        "[tool.buildtasks.images.bad]\n"
-        'repository = "bad"\ndockerfile = "bad/Dockerfile"\n'
+    project = git_project(
+        tmp_path / "project",
+        {
+            "good/Dockerfile": "FROM python:3.11-slim\nRUN true\n",
+            "bad/Dockerfile": 'FROM python:3.11-slim\nRUN sh -c "exit 7"\n',
+            "pyproject.toml": "[tool.buildtasks.images.good]\n"
+            'repository = "good"\ndockerfile = "good/Dockerfile"\n'
+            "[tool.buildtasks.images.bad]\n"
+            'repository = "bad"\ndockerfile = "bad/Dockerfile"\n',
+        },
     )
-    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
-            cwd=project,
-            check=True,
-        )
     artifacts = tmp_path / "artifacts"
     result = invoke("docker.build", cwd=project, env={"BUILDTASKS_ARTIFACTS_DIR": str(artifacts)})
     assert result.returncode == 1, result.stderr[-3000:]

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.lab import invoke
+from support.lab import git_project, invoke
 
 from buildtasks import ci
 from buildtasks.build import BuildOptions, check_options, image_names
@@ -86,28 +86,21 @@ def test_one_build_with_several_names_labels_a_secret_and_outputs(lab, tmp_path)
     """The real build: a secret reaches RUN --mount=type=secret, the image carries the
     labels and annotations asked for, both names serve the one digest, and the outputs a
     workflow reads are in $GITHUB_OUTPUT."""
-    project = tmp_path / "project"
-    (project / "app").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(
-        "[tool.buildtasks.images.app]\n"
-        'repository = "app"\n'
-        'dockerfile = "app/Dockerfile"\n'
-        'labels = ["org.example.team=web", "org.example.tier=1"]\n'
-    )
     # The Dockerfile holds the secret's hash, not the secret: the log shows the Dockerfile.
     digest = hashlib.sha256(b"s3cret-value").hexdigest()
-    (project / "app/Dockerfile").write_text(
-        "FROM python:3.11-slim\n"
-        "RUN --mount=type=secret,id=token,required=true "
-        f'test "$(sha256sum < /run/secrets/token | cut -d" " -f1)" = "{digest}" '
-        "&& echo secret seen > /seen\n"
+    project = git_project(
+        tmp_path / "project",
+        {
+            "pyproject.toml": "[tool.buildtasks.images.app]\n"
+            'repository = "app"\n'
+            'dockerfile = "app/Dockerfile"\n'
+            'labels = ["org.example.team=web", "org.example.tier=1"]\n',
+            "app/Dockerfile": "FROM python:3.11-slim\n"
+            "RUN --mount=type=secret,id=token,required=true "
+            f'test "$(sha256sum < /run/secrets/token | cut -d" " -f1)" = "{digest}" '
+            "&& echo secret seen > /seen\n",
+        },
     )
-    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
-            cwd=project,
-            check=True,
-        )
     token = tmp_path / "token"
     token.write_text("s3cret-value")
     outputs = tmp_path / "github_output"

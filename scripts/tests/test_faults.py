@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from invoke.exceptions import Exit
-from support.lab import ROOT, invoke
+from support.lab import ROOT, git_project, invoke
 
 from buildtasks.errors import FilesystemError, filesystem_error
 from buildtasks.tasks.adapter import errors_to_exit
@@ -184,19 +184,14 @@ def test_the_failed_build_is_this_tasks_own():
 
 @pytest.mark.lab
 def test_a_failing_run_step_ends_in_one_line_naming_the_step(lab, tmp_path):
-    (tmp_path / "app").mkdir()
-    (tmp_path / "pyproject.toml").write_text(
-        '[tool.buildtasks.images.app]\nrepository = "failapp"\ndockerfile = "app/Dockerfile"\n'
+    git_project(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.buildtasks.images.app]\nrepository = "failapp"\n'
+            'dockerfile = "app/Dockerfile"\n',
+            "app/Dockerfile": 'FROM python:3.11-slim\nRUN echo "preparing" && sh -c "exit 3"\n',
+        },
     )
-    (tmp_path / "app/Dockerfile").write_text(
-        'FROM python:3.11-slim\nRUN echo "preparing" && sh -c "exit 3"\n'
-    )
-    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
-            cwd=tmp_path,
-            check=True,
-        )
     result = invoke("docker.build", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]

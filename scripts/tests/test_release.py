@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.lab import STORES, artifacts, cosign_key_pair, engine_env, invoke, registry_tags
-from support.vulndb import write_db
+from support.vulndb import write_db, write_openvex
 
 
 @pytest.fixture
@@ -204,26 +204,7 @@ def _starlette_vex(path: Path) -> Path:
 
     lock = tomllib.loads((Path(__file__).parents[2] / "uv.lock").read_text())
     version = next(p["version"] for p in lock["package"] if p["name"] == "starlette")
-    path.write_text(
-        json.dumps(
-            {
-                "@context": "https://openvex.dev/ns/v0.2.0",
-                "@id": "https://example.invalid/vex/backend",
-                "author": "buildtasks tests",
-                "timestamp": "2026-01-01T00:00:00Z",
-                "version": 1,
-                "statements": [
-                    {
-                        "vulnerability": {"name": "CVE-2099-0004"},
-                        "products": [{"@id": f"pkg:pypi/starlette@{version}"}],
-                        "status": "not_affected",
-                        "justification": "vulnerable_code_not_in_execute_path",
-                    }
-                ],
-            }
-        )
-    )
-    return path
+    return write_openvex(path, "CVE-2099-0004", f"pkg:pypi/starlette@{version}")
 
 
 @pytest.mark.lab

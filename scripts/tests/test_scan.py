@@ -774,26 +774,7 @@ def test_vex_not_affected_drops_the_finding(backend_image, db_cache, failed_scan
         for v in r.get("Vulnerabilities") or ()
         if v["VulnerabilityID"] == STARLETTE
     )
-    vex = tmp_path / "backend.openvex.json"
-    vex.write_text(
-        json.dumps(
-            {
-                "@context": "https://openvex.dev/ns/v0.2.0",
-                "@id": "https://example.invalid/vex/backend",
-                "author": "buildtasks tests",
-                "timestamp": "2026-01-01T00:00:00Z",
-                "version": 1,
-                "statements": [
-                    {
-                        "vulnerability": {"name": STARLETTE},
-                        "products": [{"@id": purl}],
-                        "status": "not_affected",
-                        "justification": "vulnerable_code_not_in_execute_path",
-                    }
-                ],
-            }
-        )
-    )
+    vex = vulndb.write_openvex(tmp_path / "backend.openvex.json", STARLETTE, purl)
     config = make_config(tmp_path)
     result = scan.scan_image(
         config,

@@ -126,3 +126,19 @@ def scratch_registry(directory: Path, *, delete: bool = True) -> Iterator[tuple[
         process.terminate()
         process.wait(timeout=15)
         log.close()
+
+
+def git_project(directory: Path, files: dict[str, str]) -> Path:
+    """A project of its own: `files` (path → text) written under `directory`, committed once,
+    for tests that build Dockerfiles the repository does not have."""
+    for name, text in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(
+            ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *argv],
+            cwd=directory,
+            check=True,
+        )
+    return directory

@@ -525,3 +525,24 @@ def trivy_needs_insecure(registry: str) -> bool:
     except ValueError:
         return True
     return not any(address in network for network in _PLAIN_HTTP_NETWORKS)
+
+
+def write_openvex(path: Path, vulnerability: str, purl: str) -> Path:
+    """An OpenVEX document at `path`: the product `purl` is not affected by `vulnerability`."""
+    document = {
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://example.invalid/vex/backend",
+        "author": "buildtasks tests",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {
+                "vulnerability": {"name": vulnerability},
+                "products": [{"@id": purl}],
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_in_execute_path",
+            }
+        ],
+    }
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
