@@ -159,7 +159,10 @@ def test_the_repository_dockerfiles_declare_their_cache_switches(repo_root):
 
 
 def test_a_build_names_the_stand_ins_that_lack_a_platform_and_how_to_seed_them():
-    dockerfile = "ARG BASE_IMAGE=python:3.11-slim\nARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9\n"
+    dockerfile = (
+        "ARG BASE_IMAGE=python:3.11-slim\nARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9\n"
+        "FROM ${UV_IMAGE} AS uv\nFROM ${BASE_IMAGE}\n"
+    )
     state = labstate.State(
         seeded={
             "python:3.11-slim": ["linux/amd64"],
@@ -177,6 +180,22 @@ def test_a_build_names_the_stand_ins_that_lack_a_platform_and_how_to_seed_them()
         require_stand_ins(state, dockerfile, wanted)
     assert "python:3.11-slim (linux/arm64)" in str(err.value)
     assert "lab.up --qemu --platform linux/amd64,linux/arm64" in str(err.value)
+
+
+def test_another_version_of_a_stood_in_base_names_the_seed_it_needs():
+    dockerfile = "ARG NODE_MAJOR=24\nFROM node:${NODE_MAJOR}-slim AS builder\nFROM builder\n"
+    state = labstate.State(registry="127.0.0.1:5000", seeded={"node:24-slim": ["linux/amd64"]})
+    require_stand_ins(state, dockerfile, ("linux/amd64",))
+    assert labstate.stand_ins_used(dockerfile, state) == ("node:24-slim",)
+    assert labstate.stand_ins_used(dockerfile, state, {"NODE_MAJOR": "20"}) == ()
+    with pytest.raises(ConfigError) as err:
+        require_stand_ins(state, dockerfile, ("linux/amd64",), {"NODE_MAJOR": "20"})
+    assert str(err.value).startswith(
+        "the lab has no stand-in for node:20-slim (it seeded node:24-slim)"
+    )
+    assert "uv run invoke lab.up" in str(err.value)
+    # Without a lab, any base is the engine's business.
+    require_stand_ins(labstate.State(), dockerfile, ("linux/amd64",), {"NODE_MAJOR": "20"})
 
 
 def test_a_platform_the_builder_cannot_build_names_qemu():

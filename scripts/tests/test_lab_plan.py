@@ -36,6 +36,9 @@ def test_daemon_config_is_idempotent():
             ("docker.io", "containerd", "docker-cli", "docker-buildx"),
         ),
         ("debian", ["qemu-user-static"], ("qemu-user-static",)),
+        # Compose v2: sid's on Debian; Ubuntu's `docker-compose` is the old Python v1.
+        ("debian", ["docker-compose"], ("docker-compose/sid",)),
+        ("ubuntu", ["docker-compose"], ("docker-compose-v2",)),
     ],
 )
 def test_apt_packages_per_distribution(os_id, missing, expected):
@@ -214,7 +217,7 @@ def test_apt_pins_tie_each_lab_package_to_its_suite_and_nothing_else():
         "Pin: release n=trixie\n"
         "Pin-Priority: 990\n"
         "\n"
-        "Package: docker-buildx crane oras cosign gitleaks\n"
+        "Package: docker-buildx docker-compose crane oras cosign gitleaks\n"
         "Pin: release n=sid\n"
         "Pin-Priority: 990\n"
         "\n"

@@ -25,6 +25,7 @@ from support.lab import ROOT, invoke
 from buildtasks import labstate
 from buildtasks.config import load
 from buildtasks.lab.engines import EngineLayout, SideEngine
+from buildtasks.lab.standins import seed_refs
 from buildtasks.refs import mirror_ref, parse_base_ref
 from buildtasks.runner import Runner
 
@@ -140,7 +141,7 @@ def foreign_engine(lab):
     try:
         engine.up(state)
         docker = ["docker", "--host", layout.tcp_host]
-        for ref in load(ROOT).lab.seed:
+        for ref in seed_refs(load(ROOT)):
             local = mirror_ref(parse_base_ref(ref), lab)
             subprocess.run([*docker, "pull", "-q", local], check=True, capture_output=True)
             subprocess.run([*docker, "tag", local, ref], check=True, capture_output=True)

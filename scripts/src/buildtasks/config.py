@@ -118,8 +118,8 @@ class LabConfig:
     registry: str = LAB_REGISTRY
     #: Debian suite the stand-in bases are made from.
     suite: str = "bookworm"
-    #: Base images to seed when no upstream registry is reachable.
-    seed: tuple[str, ...] = ("python:3.11-slim", "ghcr.io/astral-sh/uv:0.13.9")
+    #: Base images to seed besides those the images' Dockerfiles build from (`seed_refs`).
+    seed: tuple[str, ...] = ()
     #: Also start a second engine with the classic (overlay2) image store.
     classic_engine: bool = False
 

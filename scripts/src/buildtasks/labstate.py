@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from buildtasks import dockerfiles
 from buildtasks.errors import BuildtasksError
-from buildtasks.refs import mirror_ref, parse_base_ref
+from buildtasks.refs import BaseRef, mirror_ref, parse_base_ref
 
 
 def lab_home(env: Mapping[str, str] | None = None) -> Path:
@@ -85,17 +86,51 @@ def build_contexts(state: State) -> dict[str, str]:
     return contexts
 
 
-def stand_ins_used(dockerfile_text: str, state: State) -> tuple[str, ...]:
-    """The seeded stand-ins a Dockerfile names (its bases that come from the lab)."""
-    return tuple(ref for ref in state.seeded if ref in dockerfile_text)
+def _same_base(ref: str) -> object:
+    """`ref` in one spelling (`python:3.11-slim` is `docker.io/library/python:3.11-slim`)."""
+    try:
+        return parse_base_ref(ref)
+    except BuildtasksError:
+        return ref
+
+
+def repository_of(ref: str) -> object:
+    """The repository of a base, without its tag (`node:24-slim` → docker.io library/node)."""
+    base = _same_base(ref)
+    return (base.registry, base.repository) if isinstance(base, BaseRef) else ref
+
+
+def stand_ins_used(
+    dockerfile_text: str, state: State, build_args: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The seeded stand-ins a Dockerfile starts from, its build arguments applied."""
+    bases = {_same_base(b) for b in dockerfiles.base_images(dockerfile_text, build_args)}
+    return tuple(ref for ref in state.seeded if _same_base(ref) in bases)
 
 
 def stand_ins_lacking(
-    dockerfile_text: str, state: State, platforms: Sequence[str]
+    dockerfile_text: str,
+    state: State,
+    platforms: Sequence[str],
+    build_args: Mapping[str, str] | None = None,
 ) -> dict[str, tuple[str, ...]]:
     """The stand-ins this Dockerfile uses that lack some of `platforms` → the missing ones."""
     missing = {
         ref: tuple(p for p in platforms if p not in state.seeded[ref])
-        for ref in stand_ins_used(dockerfile_text, state)
+        for ref in stand_ins_used(dockerfile_text, state, build_args)
     }
     return {ref: lacks for ref, lacks in missing.items() if lacks}
+
+
+def bases_not_seeded(
+    dockerfile_text: str, state: State, build_args: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The bases a Dockerfile starts from that the lab has no stand-in for (none without a lab)."""
+    if not state.registry:
+        return ()
+    seeded = {_same_base(ref) for ref in state.seeded}
+    return tuple(
+        b
+        for b in dockerfiles.base_images(dockerfile_text, build_args)
+        if _same_base(b) not in seeded
+    )

@@ -48,7 +48,7 @@ from buildtasks.lab.probes import (
     upstream_reachable,
     wait_for,
 )
-from buildtasks.lab.standins import Seeder
+from buildtasks.lab.standins import Seeder, seed_refs
 from buildtasks.labstate import State, lab_home
 from buildtasks.refs import parse_base_ref
 from buildtasks.registry import registry_up
@@ -113,16 +113,15 @@ class Lab:
             # "Docker version 26.1.5+dfsg1, build ..."
             if plan.engine_version(version.removeprefix("Docker version ")) < plan.MIN_ENGINE:
                 missing.append("dockerd")
-        if not any(
-            Path(d, "docker-buildx").exists()
-            for d in (
-                "/usr/libexec/docker/cli-plugins",
-                "/usr/lib/docker/cli-plugins",
-                "/usr/local/lib/docker/cli-plugins",
-                str(Path.home() / ".docker/cli-plugins"),
-            )
-        ):
-            missing.append("docker-buildx")
+        plugin_dirs = (
+            "/usr/libexec/docker/cli-plugins",
+            "/usr/lib/docker/cli-plugins",
+            "/usr/local/lib/docker/cli-plugins",
+            str(Path.home() / ".docker/cli-plugins"),
+        )
+        for plugin in ("docker-buildx", "docker-compose"):
+            if not any(Path(d, plugin).exists() for d in plugin_dirs):
+                missing.append(plugin)
         if qemu and not Path("/usr/bin/qemu-aarch64-static").exists():
             missing += list(plan.QEMU_PACKAGES)
         return missing
@@ -142,7 +141,8 @@ class Lab:
         missing = self.missing_tools(qemu=qemu)
         if not missing:
             self.runner.say(
-                "lab: packages   ok (engine, buildx, registry, debootstrap, crane, oras, cosign, gitleaks)"
+                "lab: packages   ok (engine, buildx, compose, registry, debootstrap, crane, oras, cosign, "
+                "gitleaks)"
             )
             return
         if not shutil.which("apt-get"):
@@ -663,7 +663,7 @@ class Lab:
                 + (self._registry_owner(state.started.get("registry")) if up else ""),
             )
         )
-        for ref in self.config.lab.seed:
+        for ref in seed_refs(self.config):
             platforms = state.seeded.get(ref)
             rows.append(
                 (

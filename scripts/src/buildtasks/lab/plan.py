@@ -24,6 +24,7 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "containerd": "containerd/trixie",
     "docker": "docker-cli/trixie",
     "docker-buildx": "docker-buildx/sid",
+    "docker-compose": "docker-compose/sid",
     "docker-registry": "docker-registry",
     "debootstrap": "debootstrap",
     "crane": "crane/sid",
@@ -32,6 +33,8 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "gitleaks": "gitleaks/sid",
 }
 QEMU_PACKAGES = ("qemu-user-static", "binfmt-support")
+#: Where Ubuntu's archive names a package otherwise (its `docker-compose` is the old v1).
+UBUNTU_NAMES: Mapping[str, str] = {"docker-compose": "docker-compose-v2"}
 
 #: Extra suites. Their pins (`apt_pins`) keep everything else on the machine's own suite.
 EXTRA_SOURCES = """\
@@ -119,7 +122,7 @@ def apt_packages(missing: Sequence[str], os_release: Mapping[str, str]) -> tuple
         specs.append(spec if debian else spec.split("/")[0])
         if tool == "dockerd":  # the engine's own companions must match its suite
             specs += [DEBIAN_PACKAGES["containerd"], DEBIAN_PACKAGES["docker"]]
-    names = [s if debian else s.split("/")[0] for s in specs]
+    names = [s if debian else UBUNTU_NAMES.get(s.split("/")[0], s.split("/")[0]) for s in specs]
     return tuple(dict.fromkeys(names))
 
 

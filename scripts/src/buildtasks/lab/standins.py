@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildtasks import tools
+from buildtasks import dockerfiles, tools
 from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
 from buildtasks.config import Config
@@ -41,6 +41,20 @@ from buildtasks.lab.probes import (
 from buildtasks.labstate import State
 from buildtasks.refs import BaseRef, mirror_ref, parse_base_ref
 from buildtasks.runner import Runner
+
+
+def seed_refs(config: Config) -> tuple[str, ...]:
+    """The bases the lab seeds: those the images' Dockerfiles start from, with each image's
+    `build-args` applied (`NODE_MAJOR = "22"` seeds `node:22-slim`), then `lab.seed`."""
+    refs: list[str] = []
+    for image in config.images.values():
+        path = config.root / image.dockerfile
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue  # the build names the missing Dockerfile
+        refs += dockerfiles.base_images(text, image.build_args)
+    return tuple(dict.fromkeys([*refs, *config.lab.seed]))
 
 
 @dataclass
@@ -62,7 +76,7 @@ class Seeder:
         A base whose upstream registry is reachable needs no stand-in and is skipped.
         """
         jobs = []
-        for ref in refs or self.config.lab.seed:
+        for ref in refs or seed_refs(self.config):
             base = parse_base_ref(ref)
             have = set(state.seeded.get(ref, []))
             if set(platforms) <= have and self._manifest_exists(mirror_ref(base, self.registry)):
