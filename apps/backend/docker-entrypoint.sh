@@ -26,7 +26,7 @@ Arguments that start with "-" are passed to the default service.
 Any other COMMAND is executed as given, e.g. "bash" or "python -V".
 
 Environment: HOST, PORT, LOG_LEVEL, DATABASE_URL, REDIS_URL, AGENTS_URL,
-READY_TIMEOUT, PROXY_TIMEOUT, APP_VERSION, APP_REVISION, APP_BUILD_DATE.
+READY_TIMEOUT, PROXY_TIMEOUT, RELOAD, APP_VERSION, APP_REVISION, APP_BUILD_DATE.
 Run "docker-entrypoint.sh api-gateway --help" for details.
 USAGE
 }

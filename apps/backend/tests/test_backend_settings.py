@@ -75,3 +75,15 @@ def test_rejects_malformed_values(env, message):
 def test_is_frozen():
     with pytest.raises(AttributeError):
         Settings().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", False), ("0", False), ("1", True), ("true", True)]
+)
+def test_reload_is_off_unless_asked_for(raw, expected):
+    assert Settings.from_env({"RELOAD": raw}).reload is expected
+
+
+def test_a_reload_that_is_not_a_flag_is_refused():
+    with pytest.raises(ValueError, match="RELOAD must be 1 or 0, got 'yes'"):
+        Settings.from_env({"RELOAD": "yes"})

@@ -1,5 +1,6 @@
 """Start the real services as processes, the way the container does, and stop them with SIGTERM."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -138,3 +139,26 @@ def test_console_script_help_lists_environment(command, free_port):
     assert f"usage: {command}" in proc.stdout
     assert "PORT" in proc.stdout
     assert ("AGENTS_URL" in proc.stdout) is (command == "api-gateway")
+
+
+def test_reload_restarts_the_service_when_its_source_changes(free_port, tmp_path):
+    """RELOAD=1 (compose.dev.yaml): an edit to the mounted source is served without a restart."""
+    import backend
+
+    source = tmp_path / "src"
+    shutil.copytree(Path(backend.__file__).parent, source / "backend")
+    env = service_env(free_port, RELOAD="1", PYTHONPATH=str(source))
+    base = f"http://127.0.0.1:{free_port}"
+    with running([sys.executable, "-m", "backend.gateway"], env) as proc:
+        wait_healthy(base, proc)
+        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        app = source / "backend/gateway/app.py"
+        app.write_text(app.read_text().replace('{"status": "ok"}', '{"status": "edited"}'))
+        deadline = time.monotonic() + 20
+        status = ""
+        while time.monotonic() < deadline and status != "edited":
+            time.sleep(0.2)
+            with contextlib.suppress(httpx.TransportError, ValueError):
+                status = httpx.get(f"{base}/health", timeout=1).json()["status"]
+        assert status == "edited"
+        stop(proc)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,7 +26,13 @@ COMMON_ENV_HELP = """\
   APP_VERSION     reported by /version (default "dev")
   APP_REVISION    reported by /version (default "unknown")
   APP_BUILD_DATE  reported by /version (default "unknown")
+  RELOAD          1: restart when the source changes (development only; default 0)
 """
+
+# What a reloading server's worker process builds (it imports `reloadable_app` afresh).
+_FACTORY_ENV = "BACKEND_APP_FACTORY"
+_PORT_ENV = "BACKEND_DEFAULT_PORT"
+_NAME_ENV = "BACKEND_SERVICE"
 
 
 def run_service(
@@ -53,8 +61,22 @@ def run_service(
         sys.exit(f"{name}: invalid configuration: {exc}")
 
     configure_logging(name, settings.log_level)
+    if settings.reload:
+        # uvicorn re-imports the application in a worker it restarts on every change.
+        os.environ[_FACTORY_ENV] = f"{app_factory.__module__}:{app_factory.__name__}"
+        os.environ[_PORT_ENV] = str(default_port)
+        os.environ[_NAME_ENV] = name
+        package = Path(sys.modules[__name__.split(".")[0]].__file__ or ".").parent
+        target: FastAPI | str = f"{__name__}:reloadable_app"
+        extra: dict[str, object] = {
+            "factory": True,
+            "reload": True,
+            "reload_dirs": [str(package)],
+        }
+    else:
+        target, extra = app_factory(settings), {}
     uvicorn.run(
-        app_factory(settings),
+        target,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -62,4 +84,14 @@ def run_service(
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **extra,
     )
+
+
+def reloadable_app() -> FastAPI:
+    """The application of a reloading server's worker, from the factory `run_service` named."""
+    module, _, attr = os.environ[_FACTORY_ENV].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    settings = Settings.from_env(os.environ, default_port=int(os.environ[_PORT_ENV]))
+    configure_logging(os.environ[_NAME_ENV], settings.log_level)
+    return factory(settings)

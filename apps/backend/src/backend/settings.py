@@ -49,6 +49,13 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_get(env, name) or "0").lower()
+    if raw not in ("0", "1", "true", "false"):
+        raise ValueError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Configuration shared by the gateway and the agents worker.
@@ -67,6 +74,8 @@ class Settings:
     build_date: str = "unknown"
     ready_timeout: float = 1.0
     proxy_timeout: float = 30.0
+    #: Restart the service when its source changes (development: compose.dev.yaml).
+    reload: bool = False
 
     @classmethod
     def from_env(
@@ -88,4 +97,5 @@ class Settings:
             build_date=_get(env, "APP_BUILD_DATE") or cls.build_date,
             ready_timeout=_positive_float(env, "READY_TIMEOUT", cls.ready_timeout),
             proxy_timeout=_positive_float(env, "PROXY_TIMEOUT", cls.proxy_timeout),
+            reload=_flag(env, "RELOAD"),
         )
