@@ -13,7 +13,7 @@ nox.options.error_on_external_run = False
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint Python (ruff), shell (shellcheck), Dockerfiles (hadolint, trivy), workflows (zizmor, actionlint)."""
+    """Lint Python (ruff), shell (shellcheck), Dockerfiles (hadolint, trivy), compose, workflows (zizmor, actionlint)."""
     sessions.lint(session)
 
 
@@ -37,5 +37,5 @@ def workflows(session: nox.Session) -> None:
 
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """Measure builds, start-up, sizes, the wrapper and the release chain; `-- --write` updates docs."""
+    """Measure builds, start-up, sizes, the stack, the wrapper and the release chain; `-- --write` updates docs."""
     sessions.benchmark(session)

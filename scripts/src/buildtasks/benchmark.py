@@ -427,3 +427,35 @@ def measure_scale(
                        (dry - one) / (count - 1) * 1000, "ms", "≤ 10 ms")
             )  # fmt: skip
     return figures
+
+
+def measure_stack(config: Config, runner: Runner, runs: int) -> list[Figure]:
+    """`stack.smoke` `runs` times on the images just measured: its figures' medians."""
+    from buildtasks import stacksmoke
+
+    results = [stacksmoke.smoke(config, runner) for _ in range(runs)]
+
+    def median(field: str) -> float:
+        return statistics.median(getattr(r, field) for r in results)
+
+    return [
+        Figure(
+            "stack: `uv run invoke stack.up` to all three healthy",
+            median("healthy_seconds"),
+            "s",
+            "",
+            runs,
+        ),
+        Figure(
+            "stack: task round trip web → gateway → agents and back (median of 20)",
+            median("round_trip_ms"),
+            "ms",
+            "",
+            runs,
+        ),
+        Figure(
+            "stack: agents stopped → gateway `/ready` 503", median("outage_seconds"), "s", "", runs
+        ),
+        Figure("stack: agents started → `/ready` 200", median("recovery_seconds"), "s", "", runs),
+        Figure("stack: `uv run invoke stack.smoke`, whole", median("total_seconds"), "s", "", runs),
+    ]

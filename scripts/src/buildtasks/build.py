@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx, caches, labstate, locks, record, timing
+from buildtasks import buildx, caches, labstate, locks, record, stack, timing
 from buildtasks import push as push_mod
 from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
@@ -237,10 +237,24 @@ def require_platforms(builder: buildx.Builder, platforms: Sequence[str]) -> None
 
 
 def require_stand_ins(
-    state: labstate.State, dockerfile_text: str, platforms: Sequence[str]
+    state: labstate.State,
+    dockerfile_text: str,
+    platforms: Sequence[str],
+    build_args: Mapping[str, str] | None = None,
 ) -> None:
-    """Fail naming the fix when a lab stand-in base this Dockerfile uses lacks a platform."""
-    lacking = labstate.stand_ins_lacking(dockerfile_text, state, platforms)
+    """Fail naming the fix when a lab stand-in base this Dockerfile uses lacks a platform,
+    or when it starts from another version of a base the lab stands in for (`node:22-slim`
+    where the lab seeded `node:24-slim`): the mirror has no such image."""
+    seeded_repos = {labstate.repository_of(ref): ref for ref in state.seeded}
+    for base in labstate.bases_not_seeded(dockerfile_text, state, build_args):
+        other = seeded_repos.get(labstate.repository_of(base))
+        if other:
+            raise ConfigError(
+                f"the lab has no stand-in for {base} (it seeded {other}): set that version in "
+                "the image's build-args and run `uv run invoke lab.up`, or add "
+                f'"{base}" to [tool.buildtasks.lab] seed'
+            )
+    lacking = labstate.stand_ins_lacking(dockerfile_text, state, platforms, build_args)
     if lacking:
         wanted = sorted({*platforms, *(p for ref in lacking for p in state.seeded[ref])})
         bases = ", ".join(f"{ref} ({', '.join(missing)})" for ref, missing in lacking.items())
@@ -410,8 +424,9 @@ def plan_build(
     # that pushes by itself loads only when asked (or when nothing is pushed).
     load = (not push if options.load is None else options.load) if builder.pushes_itself else True
     require_platforms(builder, platforms)
-    require_stand_ins(state, dockerfile_text, platforms)
-    stand_ins = labstate.stand_ins_used(dockerfile_text, state)
+    given_args = {**image.build_args, **parse_build_args(options.build_args)}
+    require_stand_ins(state, dockerfile_text, platforms, given_args)
+    stand_ins = labstate.stand_ins_used(dockerfile_text, state, given_args)
     if stand_ins:
         runner.say(
             f"note: {image.key} is built on the lab's stand-in bases, not the real images: "
@@ -555,6 +570,10 @@ def finish_build(config: Config, planned: PlannedBuild, runner: Runner) -> Build
             version=planned.version,
             labels=dict(planned.labels),
         )
+        if planned.load and not planned.options.push_by_digest:
+            # What the stack (compose.yaml) runs: this build, by digest.
+            ref = stack.engine_ref(planned.local_tags, digest, planned.builder.store)
+            stack.record_image(config, image.key, ref, runner)
     outcome = BuildOutcome(
         image,
         digest,

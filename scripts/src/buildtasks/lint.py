@@ -108,12 +108,27 @@ def workflow_commands(root: Path, actionlint: Path) -> tuple[Command, ...]:
     )
 
 
+def compose_commands(root: Path) -> tuple[Command, ...]:
+    """`docker compose config` of the stack, and of the stack with its dev override."""
+    from buildtasks import stack
+
+    variants = [(stack.COMPOSE_FILE,), (stack.COMPOSE_FILE, stack.DEV_FILE)]
+    return tuple(
+        stack.Stack(root, files, Path(os.devnull), "monorepo").compose(
+            "config", "--quiet", hint=f"{' + '.join(files)} is not a valid compose project"
+        )
+        for files in variants
+        if all((root / name).is_file() for name in files)
+    )
+
+
 def lint_commands(root: Path, config: Config, *, actionlint: Path) -> tuple[Command, ...]:
     """Every linter, cheapest first (`actionlint` is where `prepare_actionlint` put it)."""
     return (
         *ruff_commands(root),
         shellcheck_command(root),
         *dockerfile_commands(root, config),
+        *compose_commands(root),
         *workflow_commands(root, actionlint),
     )
 

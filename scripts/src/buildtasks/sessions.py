@@ -141,6 +141,8 @@ def benchmark(session) -> None:
             figures += bench.measure_wrapper(
                 config.root, image, runs=5, env={**env, "BUILDTASKS_ARTIFACTS_DIR": scratch}
             )
+        session.log("stack: up, a task through all three services, an outage, down (3 runs)")
+        figures += bench.measure_stack(config, runner, runs)
         backend = config.image("backend")
         session.log("backend: measuring the warm release chain, step by step")
         release_env, release_args = bench.release_setup(

@@ -14,6 +14,7 @@ from buildtasks.tasks import (
     lab,
     lint,
     secrets,
+    stack,
     tools,
     usage,
 )
@@ -30,4 +31,5 @@ namespace.add_collection(Collection.from_module(ci), name="ci")
 namespace.add_collection(Collection.from_module(lab), name="lab")
 namespace.add_collection(Collection.from_module(lint), name="lint")
 namespace.add_collection(Collection.from_module(secrets), name="secrets")
+namespace.add_collection(Collection.from_module(stack), name="stack")
 namespace.add_collection(Collection.from_module(tools), name="tools")

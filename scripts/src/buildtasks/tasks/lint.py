@@ -43,6 +43,13 @@ def dockerfiles(c: Context) -> None:
 
 @task
 @errors_to_exit
+def compose(c: Context) -> None:
+    """Validate compose.yaml, alone and with compose.dev.yaml, with `docker compose config`."""
+    _run_all(runner_for(c), plans.compose_commands(load_config(c).root))
+
+
+@task
+@errors_to_exit
 def workflows(c: Context) -> None:
     """Audit the GitHub workflows with zizmor (offline rules) and actionlint."""
     root = load_config(c).root
@@ -54,7 +61,7 @@ def workflows(c: Context) -> None:
 @task(name="all", default=True)
 @errors_to_exit
 def all_(c: Context) -> None:
-    """Run every linter: ruff, shellcheck, hadolint, trivy config, zizmor, actionlint."""
+    """Run every linter: ruff, shellcheck, hadolint, trivy config, compose, zizmor, actionlint."""
     config = load_config(c)
     runner = runner_for(c)
     home = plans.prepare_actionlint(runner, config.root, tools.cache_home())
