@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.lab import artifacts, invoke
+from support.lab import invoke
 
 pytestmark = pytest.mark.lab
 
@@ -30,21 +30,27 @@ def project_objects(project: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack_env(lab) -> Path:
-    """Both images built once by docker.build, which records them for the stack."""
-    result = invoke("docker.build")  # this machine's platform (conftest)
+def built(lab, tmp_path_factory) -> dict[str, str]:
+    """Both images built once by docker.build, which records them for the stack: the
+    environment every task of this module runs with (its own records, its own names)."""
+    # This machine's platform (conftest), under names of its own: the user's images keep
+    # theirs (a build that takes a name leaves the image it took it from unnamed).
+    env = {
+        "BUILDTASKS_ARTIFACTS_DIR": str(tmp_path_factory.mktemp("stack-artifacts")),
+        "BUILDTASKS_REGISTRY": f"{lab}/itest-{uuid.uuid4().hex[:10]}",
+    }
+    result = invoke("docker.build", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    path = Path(artifacts()) / "stack.env"
-    return path
+    return env
 
 
-def test_docker_build_records_each_loaded_image_by_digest(stack_env):
-    values = dict(line.split("=", 1) for line in stack_env.read_text().splitlines() if "=" in line)
+def test_docker_build_records_each_loaded_image_by_digest(built):
+    records = Path(built["BUILDTASKS_ARTIFACTS_DIR"])
+    text = (records / "stack.env").read_text()
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     assert set(values) == {"BUILDTASKS_IMAGE_BACKEND", "BUILDTASKS_IMAGE_FRONTEND"}
     for key, ref in values.items():
-        record = json.loads(
-            (Path(artifacts()) / key.split("_")[-1].lower() / "metadata.json").read_text()
-        )
+        record = json.loads((records / key.split("_")[-1].lower() / "metadata.json").read_text())
         assert (
             ref.endswith("@" + record["containerimage.digest"])
             or ref == record["containerimage.config.digest"]
@@ -53,8 +59,8 @@ def test_docker_build_records_each_loaded_image_by_digest(stack_env):
         subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=True)
 
 
-def test_smoke_goes_through_all_three_services_and_leaves_nothing(stack_env):
-    result = invoke("stack.smoke")
+def test_smoke_goes_through_all_three_services_and_leaves_nothing(built):
+    result = invoke("stack.smoke", env=built)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "stack smoke: all healthy after" in out
@@ -72,10 +78,10 @@ def test_smoke_goes_through_all_three_services_and_leaves_nothing(stack_env):
     assert not [p for p in projects if p.startswith("monorepo-smoke-")]
 
 
-def test_up_serves_the_page_and_the_gateway_then_down_removes_everything(stack_env):
+def test_up_serves_the_page_and_the_gateway_then_down_removes_everything(built):
     project = f"itest-{uuid.uuid4().hex[:8]}"
     try:
-        up = invoke("stack.up", "--project", project, env=ANY_PORT)
+        up = invoke("stack.up", "--project", project, env={**built, **ANY_PORT})
         assert up.returncode == 0, up.stderr[-3000:]
         assert "(healthy)" in up.stdout
         port = subprocess.run(
@@ -86,11 +92,13 @@ def test_up_serves_the_page_and_the_gateway_then_down_removes_everything(stack_e
         ).stdout.strip()
         with urllib.request.urlopen(f"http://{port}/api/gateway/ready", timeout=5) as response:
             assert json.load(response)["checks"]["agents"]["ok"] is True
-        logs = invoke("stack.logs", "--project", project, "--service", "gateway", "--tail", "50")
+        logs = invoke(
+            "stack.logs", "--project", project, "--service", "gateway", "--tail", "50", env=built
+        )
         assert logs.returncode == 0
         assert "gateway" in logs.stdout and "/ready" in logs.stdout
     finally:
-        down = invoke("stack.down", "--project", project)
+        down = invoke("stack.down", "--project", project, env=built)
     assert down.returncode == 0, down.stderr[-2000:]
     assert project_objects(project) == []
 
