@@ -183,6 +183,25 @@ def test_the_failed_build_is_this_tasks_own():
 
 
 @pytest.mark.lab
+def test_failing_image_tests_are_a_gate_apart_from_a_failing_tool(lab, tmp_path):
+    """Exit 1 is a crossed gate (here the image's tests), 7 a program that failed (below)."""
+    git_project(
+        tmp_path,
+        {
+            "pyproject.toml": '[tool.buildtasks.images.app]\nrepository = "gateapp"\n'
+            'dockerfile = "app/Dockerfile"\ntests = "app/tests"\n',
+            "app/Dockerfile": "FROM python:3.11-slim\n",
+            "app/tests/test_image.py": "def test_it_fails():\n    assert False\n",
+        },
+    )
+    result = invoke("docker.build", "--test", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "1 failed" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: image tests failed for app (sha256:"), last
+
+
+@pytest.mark.lab
 def test_a_failing_run_step_ends_in_one_line_naming_the_step(lab, tmp_path):
     git_project(
         tmp_path,
@@ -193,7 +212,7 @@ def test_a_failing_run_step_ends_in_one_line_naming_the_step(lab, tmp_path):
         },
     )
     result = invoke("docker.build", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 7, result.stderr[-2000:]  # a tool (buildx) failed
     last = result.stderr.strip().splitlines()[-1]
     assert last == (
         'error: app: step "RUN echo "preparing" && sh -c "exit 3"" failed with exit code 3 '

@@ -57,7 +57,7 @@ def test_first_failure_keeps_the_first_kind_and_exit_code_and_counts_the_rest():
         "registry 127.0.0.1:5000 is unreachable (and 1 more); nothing was tagged"
     )
     failed = first_failure([CommandFailed(("crane", "push"), 3, "denied")])
-    assert type(failed) is BuildtasksError and failed.exit_code == 3
+    assert type(failed) is BuildtasksError and failed.exit_code == 7  # a tool failed
 
 
 def test_the_scan_lists_every_package_only_when_an_inventory_is_wanted():

@@ -89,14 +89,23 @@ class GateFailed(BuildtasksError):
     exit_code = 1
 
 
+#: The exit code of a task whose external program failed (the program's own code is in the
+#: message): apart from a crossed gate (1) and everything else the tasks check themselves.
+TOOL_FAILED = 7
+#: The exit code of a program that timed out (as `timeout(1)` exits).
+TIMED_OUT = 124
+
+
 class CommandFailed(BuildtasksError):
-    """An external command exited non-zero."""
+    """An external command exited non-zero: the task exits `TOOL_FAILED` (124 on a timeout)."""
+
+    exit_code = TOOL_FAILED
 
     def __init__(self, argv: tuple[str, ...], returncode: int, hint: str = "") -> None:
         message = f"{command_name(argv)} failed with exit code {returncode}"
         if hint:
             message += f" ({hint})"
-        super().__init__(message, exit_code=returncode if 0 < returncode < 256 else 1)
+        super().__init__(message, exit_code=TIMED_OUT if returncode == TIMED_OUT else TOOL_FAILED)
         self.argv = argv
         self.returncode = returncode
 

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from buildtasks import tools
 from buildtasks.command import Command
-from buildtasks.errors import CommandFailed, ToolNotFound
+from buildtasks.errors import TIMED_OUT, CommandFailed, ToolNotFound
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,9 @@ class Runner:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
+                raise CommandFailed(
+                    command.argv, TIMED_OUT, f"timed out after {timeout:.0f}s"
+                ) from None
             result = Result(
                 command,
                 proc.returncode,
@@ -171,7 +173,9 @@ class Runner:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise CommandFailed(command.argv, 124, f"timed out after {timeout:.0f}s") from None
+            raise CommandFailed(
+                command.argv, TIMED_OUT, f"timed out after {timeout:.0f}s"
+            ) from None
         return Result(command, returncode, "", last)
 
     def output(self, command: Command, *, quiet: bool = True, timeout: float | None = None) -> str:

@@ -79,6 +79,7 @@ def build(
     from buildtasks import timing
     from buildtasks.build import BuildOptions, check_options, preflight
     from buildtasks.caches import check_kind
+    from buildtasks.errors import CommandFailed, GateFailed
     from buildtasks.fanout import check_spread, groups_for
     from buildtasks.imagetests import image_test_command
     from buildtasks.push import repositories
@@ -115,6 +116,7 @@ def build(
     preflight(runner)
     now = datetime.now(UTC)
     outputs: dict[str, str] = {}
+    built: dict[str, str] = {}
     for spec, outcome in _build_images(config, images, options, runner, now, jobs):
         if not runner.dry and os.environ.get("GITHUB_OUTPUT"):
             from buildtasks import ci
@@ -133,8 +135,15 @@ def build(
                 print(f"  {ref}")
         for line in timing.table(f"{spec.key}: step times", outcome.timings):
             runner.say(line)
+        built[spec.key] = outcome.digest
         if test:
-            runner.run(image_test_command(spec, outcome.digest, root=config.root))
+            # As in the release: the tests see the images built so far (the web image's
+            # gateway test runs against this build's backend), and failing tests are a gate.
+            tests = image_test_command(spec, outcome.digest, root=config.root, others=built)
+            try:
+                runner.run(tests)
+            except CommandFailed:
+                raise GateFailed(f"image tests failed for {spec.key} ({outcome.digest})") from None
     if outputs and (path := os.environ.get("GITHUB_OUTPUT")):
         from buildtasks import ci
         from buildtasks.files import append_text

@@ -10,13 +10,18 @@ from invoke.context import Context
 from buildtasks import lint as plans
 from buildtasks import tools
 from buildtasks.command import Command
+from buildtasks.errors import CommandFailed, GateFailed
 from buildtasks.runner import Runner
 from buildtasks.tasks.adapter import errors_to_exit, load_config, runner_for
 
 
 def _run_all(runner: Runner, commands: Iterable[Command]) -> None:
+    """Run each linter; a linter that fails has findings: a crossed gate (exit 1)."""
     for command in commands:
-        runner.run(command)
+        try:
+            runner.run(command)
+        except CommandFailed as exc:
+            raise GateFailed(str(exc)) from None
 
 
 @task
