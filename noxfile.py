@@ -7,7 +7,7 @@ import nox
 from buildtasks import sessions
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "tests", "image_tests", "workflows"]
+nox.options.sessions = ["lint", "tests", "image_tests", "recipes", "workflows"]
 nox.options.error_on_external_run = False
 
 
@@ -27,6 +27,12 @@ def tests(session: nox.Session) -> None:
 def image_tests(session: nox.Session) -> None:
     """Build each image through the docker.build plan and test the running containers."""
     sessions.image_tests(session)
+
+
+@nox.session
+def recipes(session: nox.Session) -> None:
+    """Run every recipe of README and docs/ marked `run`, in a fresh clone, against the lab."""
+    sessions.recipes(session)
 
 
 @nox.session

@@ -10,6 +10,7 @@ import sys
 import pytest
 from invoke.parser import ParserContext
 from support.lab import ROOT
+from support.recipes import all_recipes, parse_marker
 
 from buildtasks.tasks import namespace
 
@@ -88,3 +89,35 @@ def test_the_selections_the_docs_show_select_tests():
             cwd=ROOT, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert result.returncode == 0, f"-k {expression} selects no test: {result.stdout[-500:]}"
+
+
+def test_every_recipe_says_how_it_is_tested():
+    """`nox -s recipes` runs the recipes marked `run`; the others say why they are not run."""
+    recipes = all_recipes(ROOT)
+    unmarked = [r.id for r in recipes if not r.kind]
+    assert unmarked == [], "add <!-- recipe: run --> (or skip: / github: with a reason) before"
+    assert not [r.id for r in recipes if r.kind != "run" and not r.reason]
+    assert len([r for r in recipes if r.kind == "run"]) >= 20
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("<!-- recipe: run -->", ("run", "", "", "")),
+        (
+            "<!-- recipe: run; then: uv run invoke stack.down -->",
+            ("run", "", "", "uv run invoke stack.down"),
+        ),
+        ("<!-- recipe: run; before: git tag v1; then: x -->", ("run", "", "git tag v1", "x")),
+        ("<!-- recipe: github: a ghcr.io login -->", ("github", "a ghcr.io login", "", "")),
+        ("<!-- recipe: skip: stops the lab -->", ("skip", "stops the lab", "", "")),
+        ("<!-- a comment -->", ("", "", "", "")),
+    ],
+)
+def test_recipe_markers(line, expected):
+    assert parse_marker(line) == expected
+
+
+def test_a_misspelt_recipe_clause_is_refused():
+    with pytest.raises(ValueError, match="unknown recipe clause"):
+        parse_marker("<!-- recipe: run; afterwards: x -->")

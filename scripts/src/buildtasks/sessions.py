@@ -80,9 +80,15 @@ def tests(session) -> None:
         str(root / "apps/backend/tests"),
         f"--ignore={root / 'apps/backend/tests/image'}",
         f"--ignore={root / 'scripts/tests/workflows'}",
+        f"--ignore={root / 'scripts/tests/recipes'}",
         SLOWEST,
         *session.posargs,
     )
+
+
+def recipes(session) -> None:
+    root = config_mod.load().root
+    pytest(session, str(root / "scripts/tests/recipes"), "-rs", SLOWEST, *session.posargs)
 
 
 def workflows(session) -> None:
