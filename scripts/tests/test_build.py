@@ -21,6 +21,7 @@ from buildtasks.build import (
     require_stand_ins,
 )
 from buildtasks.caches import prune_cache
+from buildtasks.dockerfiles import base_images
 from buildtasks.errors import ConfigError, EngineUnavailable
 from buildtasks.tagging import image_metadata
 
@@ -171,13 +172,13 @@ def test_a_build_names_the_stand_ins_that_lack_a_platform_and_how_to_seed_them()
         }
     )
     wanted = ("linux/amd64", "linux/arm64")
-    assert labstate.stand_ins_lacking(dockerfile, state, wanted) == {
+    assert labstate.stand_ins_lacking(base_images(dockerfile), state, wanted) == {
         "python:3.11-slim": ("linux/arm64",)
     }
-    assert labstate.stand_ins_lacking(dockerfile, state, ("linux/amd64",)) == {}
-    require_stand_ins(state, dockerfile, ("linux/amd64",))
+    assert labstate.stand_ins_lacking(base_images(dockerfile), state, ("linux/amd64",)) == {}
+    require_stand_ins(state, base_images(dockerfile), ("linux/amd64",))
     with pytest.raises(ConfigError) as err:
-        require_stand_ins(state, dockerfile, wanted)
+        require_stand_ins(state, base_images(dockerfile), wanted)
     assert "python:3.11-slim (linux/arm64)" in str(err.value)
     assert "lab.up --qemu --platform linux/amd64,linux/arm64" in str(err.value)
 
@@ -185,17 +186,19 @@ def test_a_build_names_the_stand_ins_that_lack_a_platform_and_how_to_seed_them()
 def test_another_version_of_a_stood_in_base_names_the_seed_it_needs():
     dockerfile = "ARG NODE_MAJOR=24\nFROM node:${NODE_MAJOR}-slim AS builder\nFROM builder\n"
     state = labstate.State(registry="127.0.0.1:5000", seeded={"node:24-slim": ["linux/amd64"]})
-    require_stand_ins(state, dockerfile, ("linux/amd64",))
-    assert labstate.stand_ins_used(dockerfile, state) == ("node:24-slim",)
-    assert labstate.stand_ins_used(dockerfile, state, {"NODE_MAJOR": "20"}) == ()
+    require_stand_ins(state, base_images(dockerfile), ("linux/amd64",))
+    assert labstate.stand_ins_used(base_images(dockerfile), state) == ("node:24-slim",)
+    assert labstate.stand_ins_used(base_images(dockerfile, {"NODE_MAJOR": "20"}), state) == ()
     with pytest.raises(ConfigError) as err:
-        require_stand_ins(state, dockerfile, ("linux/amd64",), {"NODE_MAJOR": "20"})
+        require_stand_ins(state, base_images(dockerfile, {"NODE_MAJOR": "20"}), ("linux/amd64",))
     assert str(err.value).startswith(
         "the lab has no stand-in for node:20-slim (it seeded node:24-slim)"
     )
     assert "uv run invoke lab.up" in str(err.value)
     # Without a lab, any base is the engine's business.
-    require_stand_ins(labstate.State(), dockerfile, ("linux/amd64",), {"NODE_MAJOR": "20"})
+    require_stand_ins(
+        labstate.State(), base_images(dockerfile, {"NODE_MAJOR": "20"}), ("linux/amd64",)
+    )
 
 
 def test_a_platform_the_builder_cannot_build_names_qemu():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from buildtasks import buildx, caches, labstate, locks, record, stack, timing
+from buildtasks import buildx, caches, dockerfiles, labstate, locks, record, stack, timing
 from buildtasks import push as push_mod
 from buildtasks.builders import DEFAULT as DEFAULT_BUILDER
 from buildtasks.builders import BuilderSpec
@@ -237,16 +237,13 @@ def require_platforms(builder: buildx.Builder, platforms: Sequence[str]) -> None
 
 
 def require_stand_ins(
-    state: labstate.State,
-    dockerfile_text: str,
-    platforms: Sequence[str],
-    build_args: Mapping[str, str] | None = None,
+    state: labstate.State, bases: Sequence[str], platforms: Sequence[str]
 ) -> None:
-    """Fail naming the fix when a lab stand-in base this Dockerfile uses lacks a platform,
+    """Fail naming the fix when a lab stand-in among a Dockerfile's `bases` lacks a platform,
     or when it starts from another version of a base the lab stands in for (`node:22-slim`
     where the lab seeded `node:24-slim`): the mirror has no such image."""
     seeded_repos = {labstate.repository_of(ref): ref for ref in state.seeded}
-    for base in labstate.bases_not_seeded(dockerfile_text, state, build_args):
+    for base in labstate.bases_not_seeded(bases, state):
         other = seeded_repos.get(labstate.repository_of(base))
         if other:
             raise ConfigError(
@@ -254,7 +251,7 @@ def require_stand_ins(
                 "the image's build-args and run `uv run invoke lab.up`, or add "
                 f'"{base}" to [tool.buildtasks.lab] seed'
             )
-    lacking = labstate.stand_ins_lacking(dockerfile_text, state, platforms, build_args)
+    lacking = labstate.stand_ins_lacking(bases, state, platforms)
     if lacking:
         wanted = sorted({*platforms, *(p for ref in lacking for p in state.seeded[ref])})
         bases = ", ".join(f"{ref} ({', '.join(missing)})" for ref, missing in lacking.items())
@@ -391,10 +388,11 @@ def plan_build(
     dockerfile_text = config.dockerfile_path(image).read_text(encoding="utf-8")
     platforms = parse_platforms(list(options.platforms)) if options.platforms else image.platforms
     names = image_names(config, image, options.name)
+    given_args = parse_build_args(options.build_args)
     with timing.step(steps, "tags and labels"):
         # `-b APP_VERSION=x` is the version the image says it is: its label and annotation
         # agree (an explicit --label still wins; the tags follow the rules).
-        given = parse_build_args(options.build_args).get("APP_VERSION")
+        given = given_args.get("APP_VERSION")
         version = (f"org.opencontainers.image.version={given}",) if given is not None else ()
         meta = image_metadata(
             config,
@@ -424,9 +422,9 @@ def plan_build(
     # that pushes by itself loads only when asked (or when nothing is pushed).
     load = (not push if options.load is None else options.load) if builder.pushes_itself else True
     require_platforms(builder, platforms)
-    given_args = {**image.build_args, **parse_build_args(options.build_args)}
-    require_stand_ins(state, dockerfile_text, platforms, given_args)
-    stand_ins = labstate.stand_ins_used(dockerfile_text, state, given_args)
+    bases = dockerfiles.base_images(dockerfile_text, {**image.build_args, **given_args})
+    require_stand_ins(state, bases, platforms)
+    stand_ins = labstate.stand_ins_used(bases, state)
     if stand_ins:
         runner.say(
             f"note: {image.key} is built on the lab's stand-in bases, not the real images: "
@@ -441,7 +439,7 @@ def plan_build(
             allow=options.allow_stand_ins,
         )
     secrets = options.secrets
-    ca = "" if config.ca_cert == "none" else (config.ca_cert or state.ca_cert)
+    ca = labstate.ca_cert(config.ca_cert, state)
     if ca:
         secrets = (f"id=ca,src={Path(ca).expanduser()}", *secrets)
     build_args = {
@@ -455,7 +453,7 @@ def plan_build(
         build_args["SOURCE_DATE_EPOCH"] = str(meta.source_date_epoch)
     if no_cache:
         build_args.update(no_cache_args(dockerfile_text))
-    build_args.update(parse_build_args(options.build_args))
+    build_args.update(given_args)
     cache = build_cache(
         config,
         image,

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from buildtasks import dockerfiles
 from buildtasks.errors import BuildtasksError
 from buildtasks.refs import BaseRef, mirror_ref, parse_base_ref
 
@@ -100,37 +99,32 @@ def repository_of(ref: str) -> object:
     return (base.registry, base.repository) if isinstance(base, BaseRef) else ref
 
 
-def stand_ins_used(
-    dockerfile_text: str, state: State, build_args: Mapping[str, str] | None = None
-) -> tuple[str, ...]:
-    """The seeded stand-ins a Dockerfile starts from, its build arguments applied."""
-    bases = {_same_base(b) for b in dockerfiles.base_images(dockerfile_text, build_args)}
-    return tuple(ref for ref in state.seeded if _same_base(ref) in bases)
+def stand_ins_used(bases: Sequence[str], state: State) -> tuple[str, ...]:
+    """The seeded stand-ins among `bases` (a Dockerfile's, `dockerfiles.base_images`)."""
+    wanted = {_same_base(b) for b in bases}
+    return tuple(ref for ref in state.seeded if _same_base(ref) in wanted)
 
 
 def stand_ins_lacking(
-    dockerfile_text: str,
-    state: State,
-    platforms: Sequence[str],
-    build_args: Mapping[str, str] | None = None,
+    bases: Sequence[str], state: State, platforms: Sequence[str]
 ) -> dict[str, tuple[str, ...]]:
-    """The stand-ins this Dockerfile uses that lack some of `platforms` → the missing ones."""
+    """The stand-ins among `bases` that lack some of `platforms` → the missing ones."""
     missing = {
         ref: tuple(p for p in platforms if p not in state.seeded[ref])
-        for ref in stand_ins_used(dockerfile_text, state, build_args)
+        for ref in stand_ins_used(bases, state)
     }
     return {ref: lacks for ref, lacks in missing.items() if lacks}
 
 
-def bases_not_seeded(
-    dockerfile_text: str, state: State, build_args: Mapping[str, str] | None = None
-) -> tuple[str, ...]:
-    """The bases a Dockerfile starts from that the lab has no stand-in for (none without a lab)."""
+def bases_not_seeded(bases: Sequence[str], state: State) -> tuple[str, ...]:
+    """The `bases` the lab has no stand-in for (none without a lab)."""
     if not state.registry:
         return ()
     seeded = {_same_base(ref) for ref in state.seeded}
-    return tuple(
-        b
-        for b in dockerfiles.base_images(dockerfile_text, build_args)
-        if _same_base(b) not in seeded
-    )
+    return tuple(b for b in bases if _same_base(b) not in seeded)
+
+
+def ca_cert(configured: str, state: State) -> str:
+    """The CA bundle builds get as the secret `ca`: the configured one (`"none"`: no CA), else
+    the one lab.up detected ("" when there is none)."""
+    return "" if configured == "none" else (configured or state.ca_cert)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from buildtasks import imagetests, locks
+from buildtasks.buildx import image_inspect
 from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import ConfigError, NotFound, ToolNotFound
@@ -236,7 +237,7 @@ def recorded_images(config: Config, stack: Stack, runner: Runner) -> dict[str, s
     if not runner.dry:
         for var in wanted:
             ref = recorded[var]
-            probe = Command(("docker", "image", "inspect", "--format", "{{.Id}}", ref))
+            probe = image_inspect(ref, "{{.Id}}")
             if not runner.run(probe, capture=True, check=False, quiet=True).ok:
                 raise NotFound(
                     f"the {key_of(var)} image {ref} recorded in {path} is not in the engine "

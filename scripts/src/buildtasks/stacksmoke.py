@@ -23,6 +23,7 @@ from buildtasks import stack as stack_mod
 from buildtasks.command import Command
 from buildtasks.config import Config
 from buildtasks.errors import BuildtasksError, GateFailed
+from buildtasks.imagetests import image_env
 from buildtasks.runner import Runner
 
 WEB, GATEWAY, AGENTS = "web", "gateway", "agents"
@@ -159,7 +160,7 @@ def smoke(config: Config, runner: Runner, *, project: str = "") -> Figures:
         env={"WEB_PUBLISH": "127.0.0.1:", "GATEWAY_PUBLISH": "127.0.0.1:"},
     )
     images = stack_mod.recorded_images(config, stack, runner)
-    web_image = images[f"{stack_mod.imagetests.IMAGE_ENV}_FRONTEND"]
+    web_image = images[image_env("frontend")]
     begun = time.monotonic()
     try:
         runner.run(stack_mod.up(stack))

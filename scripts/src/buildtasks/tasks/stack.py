@@ -16,9 +16,8 @@ PROJECT_HELP = "Compose project name (default: monorepo)"
 
 def _prepared(c: Context, *, dev: bool, project: str):
     """The config, runner and stack, after checking the engine and Compose v2 are there."""
-    from buildtasks import stack
+    from buildtasks import labstate, stack
     from buildtasks.build import preflight
-    from buildtasks.labstate import read
 
     config = load_config(c)
     runner = runner_for(c)
@@ -28,7 +27,7 @@ def _prepared(c: Context, *, dev: bool, project: str):
         stack.require_compose(probe.stdout.strip(), probe.ok)
     env = {}
     if dev:  # the dev web server's build may need the proxy CA, as docker.build does
-        ca = "" if config.ca_cert == "none" else (config.ca_cert or read().ca_cert)
+        ca = labstate.ca_cert(config.ca_cert, labstate.read())
         if ca:
             env["BUILDTASKS_CA_CERT"] = ca
     return config, runner, stack.stack_for(config, dev=dev, project=project, env=env)
