@@ -191,3 +191,17 @@ def test_a_dry_run_shows_the_install_and_installs_nothing(tmp_path):
     lines = result.stderr.splitlines()
     assert [line.split()[1] for line in lines] == ["npm", "zizmor", "node"]
     assert not (tmp_path / "c").exists()
+
+
+def test_compose_checks_the_stack_and_its_dev_override_with_docker_compose(tmp_path):
+    repo = _repo_with_dockerfile(tmp_path, "FROM debian:12.5\n")
+    (repo / "compose.yaml").write_text("services:\n  app:\n    image: app\n")
+    (repo / "compose.dev.yaml").write_text("services:\n  app:\n    ports: 8080\n")
+    result = invoke("lint.compose", cwd=repo)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "compose.yaml -f compose.dev.yaml" in result.stderr  # the first one passed
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: docker compose failed with exit code")
+    assert "compose.yaml + compose.dev.yaml is not a valid compose project" in last
+    (repo / "compose.dev.yaml").write_text("services:\n  app:\n    ports: ['8080:8080']\n")
+    assert invoke("lint.compose", cwd=repo).returncode == 0
